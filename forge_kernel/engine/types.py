@@ -1,0 +1,75 @@
+"""Types shared by the engine and every endpoint plugin (OpenAI API, WebSocket, CLI)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+class InvalidRequest(ValueError):
+    """A request parameter is invalid; endpoints answer 400 with ``param`` set."""
+
+    def __init__(self, message: str, param: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.code = code
+
+
+@dataclass(slots=True)
+class SamplingParams:
+    """Per-request generation settings (OpenAI names where OpenAI has one)."""
+
+    max_tokens: int | None = None
+    """``None`` generates until a stop condition or the context is full."""
+    temperature: float = 1.0
+    """0 means greedy."""
+    top_p: float = 1.0
+    top_k: int = 0
+    """0 disables top-k."""
+    min_p: float = 0.0
+    repetition_penalty: float = 1.0
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    logit_bias: dict[int, float] = field(default_factory=dict)
+    seed: int | None = None
+    stop: list[str] = field(default_factory=list)
+    stop_token_ids: list[int] = field(default_factory=list)
+    min_tokens: int = 0
+    ignore_eos: bool = False
+    logprobs: int | None = None
+    """``None``: no logprobs; ``0``: the sampled token's; ``k``: also the top ``k``."""
+    n: int = 1
+
+
+@dataclass(slots=True)
+class TokenLogprob:
+    token_id: int
+    logprob: float
+    top: list[tuple[int, float]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(slots=True)
+class CompletionDelta:
+    """One streamed event for one choice of a request."""
+
+    index: int
+    """Choice index (0 .. n-1)."""
+    text: str
+    """Newly produced text; text that might begin a stop string is held back until resolved."""
+    token_ids: list[int] = field(default_factory=list)
+    logprobs: list[TokenLogprob] | None = None
+    finish_reason: str | None = None
+    """``"stop"``, ``"length"`` or ``"abort"`` on the choice's last event, else ``None``."""
+    usage: Usage | None = None
+    """Set on the last event of the whole request (after every choice finished)."""

@@ -1,0 +1,45 @@
+"""Exceptions shared by the kernel and plugins. Each carries a message fit to show a user."""
+
+
+class ForgeError(Exception):
+    """Base class of every error forge raises on purpose."""
+
+
+class PluginError(ForgeError):
+    """A plugin failed to import, validate or register."""
+
+
+class DuplicateImplementationError(PluginError):
+    """Two plugins registered the same name for the same kind."""
+
+
+class UnknownImplementationError(ForgeError):
+    """A name was asked for (``--backend foo``) that no loaded plugin registered."""
+
+
+class MissingPluginError(ForgeError):
+    """A command needs a feature whose plugin is not installed."""
+
+
+class StartupRefused(ForgeError):
+    """Raised from ``forge_startup`` by a plugin that refuses to let the server start."""
+
+
+class ConfigError(ForgeError):
+    """A configuration value is invalid; the message names the key and the expected type."""
+
+
+class ModelFormatError(ForgeError):
+    """A model file is unreadable: truncated, wrong magic, unsupported tensor type, ...
+
+    The message always names the file and the problem.
+    """
+
+    def __init__(self, path: object, problem: str) -> None:
+        super().__init__(f"{path}: {problem}")
+        self.path = path
+        self.problem = problem
+
+
+class KVCacheFull(ForgeError):
+    """The KV cache cannot hold the requested tokens; the scheduler preempts and retries."""

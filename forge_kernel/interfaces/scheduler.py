@@ -1,0 +1,110 @@
+"""Schedulers: which sequences run in each engine step, and how many tokens each."""
+
+from __future__ import annotations
+
+import enum
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from forge_kernel.interfaces.kv_cache import KVCache
+
+
+class SequenceStatus(enum.Enum):
+    WAITING = "waiting"
+    RUNNING = "running"
+    FINISHED = "finished"
+
+
+@dataclass(slots=True, eq=False)
+class Sequence:
+    """Scheduling state of one generation stream (a request with ``n=2`` has two)."""
+
+    seq_id: int
+    token_ids: list[int]
+    """Prompt followed by generated tokens."""
+    num_prompt_tokens: int
+    max_tokens: int
+    """Generation budget: the scheduler never needs more than ``num_prompt_tokens + max_tokens``."""
+    arrival_time: float = 0.0
+    num_computed_tokens: int = 0
+    """Tokens whose keys/values are in the KV cache."""
+    status: SequenceStatus = SequenceStatus.WAITING
+    num_preemptions: int = 0
+
+    @property
+    def num_tokens(self) -> int:
+        return len(self.token_ids)
+
+    @property
+    def num_uncomputed_tokens(self) -> int:
+        return len(self.token_ids) - self.num_computed_tokens
+
+
+@dataclass(slots=True)
+class SchedulerConfig:
+    """User-facing settings (``--max-batch-size``, ``--max-prefill-tokens``)."""
+
+    max_batch_size: int = 64
+    max_prefill_tokens: int = 512
+    """Per-step budget of prompt tokens; longer prompts are prefilled in chunks."""
+    max_model_len: int = 8192
+
+
+@dataclass(slots=True)
+class ScheduledChunk:
+    seq: Sequence
+    num_tokens: int
+    """Tokens of ``seq`` to compute this step, starting at ``seq.num_computed_tokens``."""
+
+
+@dataclass(slots=True)
+class SchedulerOutput:
+    chunks: list[ScheduledChunk] = field(default_factory=list)
+    preempted: list[Sequence] = field(default_factory=list)
+    """Sequences evicted this step (their KV freed; they will be recomputed)."""
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.chunks
+
+
+class Scheduler(ABC):
+    """Decides each step's batch. Factory: ``factory(config, kv_cache)``.
+
+    Contract: a scheduled chunk's KV space is already allocated in the cache; every sequence
+    is either waiting, running or finished; :meth:`abort` and :meth:`finish` free the KV held.
+    Running out of cache preempts (never crashes, never truncates).
+    """
+
+    name: str
+
+    @abstractmethod
+    def add(self, seq: Sequence) -> None:
+        """Queue a new sequence."""
+
+    @abstractmethod
+    def schedule(self) -> SchedulerOutput:
+        """Pick this step's chunks (allocating their KV space)."""
+
+    @abstractmethod
+    def finish(self, seq_id: int) -> None:
+        """A sequence is done: remove it and free its KV."""
+
+    @abstractmethod
+    def abort(self, seq_id: int) -> None:
+        """Drop a sequence wherever it is (waiting or running) and free its KV. Idempotent."""
+
+    @abstractmethod
+    def num_waiting(self) -> int: ...
+
+    @abstractmethod
+    def num_running(self) -> int: ...
+
+    def has_work(self) -> bool:
+        return self.num_waiting() + self.num_running() > 0
+
+    @property
+    @abstractmethod
+    def kv_cache(self) -> KVCache: ...

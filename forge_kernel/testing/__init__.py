@@ -1,0 +1,1 @@
+"""Test kit for forge plugins (fixtures, recorders, conformance suites)."""
