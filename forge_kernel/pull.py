@@ -51,8 +51,16 @@ def describe_model(path: Path) -> dict[str, Any]:
 
 def _quant_label(quant: Any, meta: dict[str, Any]) -> str:
     """Short label such as ``Q4_K_M`` (file type) or the dominant tensor type."""
-    if meta.get("file_type"):
-        return str(meta["file_type"])
+    file_type = meta.get("file_type")
+    if isinstance(file_type, int):  # GGUF general.file_type enum, e.g. 15 -> Q4_K_M
+        try:
+            import gguf
+
+            return gguf.LlamaFileType(file_type).name.removeprefix("MOSTLY_")
+        except (ImportError, ValueError):
+            pass
+    elif file_type:
+        return str(file_type)
     if isinstance(quant, dict) and quant:
         def weight(item: tuple[str, Any]) -> float:
             value = item[1]
