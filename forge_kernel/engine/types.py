@@ -73,3 +73,34 @@ class CompletionDelta:
     """``"stop"``, ``"length"`` or ``"abort"`` on the choice's last event, else ``None``."""
     usage: Usage | None = None
     """Set on the last event of the whole request (after every choice finished)."""
+
+
+@dataclass(slots=True)
+class RequestMetrics:
+    """Timings of one finished request, handed to engine observers (metrics) once per request,
+    never per token. Times are ``time.monotonic()`` seconds."""
+
+    request_id: str
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+    arrival_time: float
+    first_token_time: float | None
+    finish_time: float
+    token_times: list[float] = field(default_factory=list)
+    """When each output token was produced (first choice); inter-token latency comes from it."""
+    finish_reason: str | None = None
+    num_preemptions: int = 0
+
+    @property
+    def time_to_first_token(self) -> float | None:
+        return None if self.first_token_time is None else self.first_token_time - self.arrival_time
+
+    @property
+    def inter_token_latencies(self) -> list[float]:
+        times = self.token_times
+        return [later - earlier for earlier, later in zip(times, times[1:], strict=False)]
+
+    @property
+    def e2e_latency(self) -> float:
+        return self.finish_time - self.arrival_time
