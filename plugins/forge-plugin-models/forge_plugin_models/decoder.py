@@ -1,0 +1,201 @@
+"""The decoder-only transformer every family here shares, parameterized by :class:`DecoderSpec`.
+
+A family file (``llama.py``, ``qwen.py``, ``gemma3.py``) only says how its model differs: biases,
+q/k norms, sandwich norms, activation, embedding scale, per-layer window and RoPE base. The
+forward pass runs on flat ``[T, hidden]`` activations covering every chunk of the step, so each
+projection is one backend call per layer per step, whatever the batch looks like.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from forge_kernel.errors import ModelFormatError
+from forge_kernel.interfaces.backend import Backend
+from forge_kernel.interfaces.kv_cache import KVCache, KVCacheSpec
+from forge_kernel.interfaces.model import CausalLM, ForwardBatch, ModelConfig, ModelSource
+from forge_plugin_models.layers import GatedMLP, RotaryTable, apply_rope, rms_norm
+
+
+@dataclass(slots=True)
+class DecoderSpec:
+    """How one family's decoder differs from plain Llama."""
+
+    activation: str = "silu"
+    qk_norm: bool = False
+    """Per-head RMSNorm of q and k before RoPE (Qwen3, Gemma 3)."""
+    sandwich_norms: bool = False
+    """Extra RMSNorm after attention and after the MLP (Gemma 3's ``post_*_norm``)."""
+    embed_scale: float | None = None
+    """Multiply embeddings by this (Gemma: ``sqrt(hidden_size)``)."""
+    attn_scale: float | None = None
+    """Softmax scale; ``None`` means ``head_dim ** -0.5``."""
+    attn_softcap: float | None = None
+    final_softcap: float | None = None
+    layer_windows: list[int | None] = field(default_factory=list)
+    """Sliding window per layer (``None``: full attention); empty means all full."""
+    layer_rope: list[int] = field(default_factory=list)
+    """Index into the RoPE tables per layer; empty means table 0 everywhere."""
+    rope_tables: list[RotaryTable] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Layer:
+    attn_norm: torch.Tensor
+    q: object
+    k: object
+    v: object
+    o: object
+    q_norm: torch.Tensor | None
+    k_norm: torch.Tensor | None
+    post_attn_norm: torch.Tensor | None
+    ffn_norm: torch.Tensor
+    mlp: GatedMLP
+    post_ffn_norm: torch.Tensor | None
+    window: int | None
+    rope: int
+    """Index of this layer's table in ``DecoderSpec.rope_tables``."""
+
+
+class DecoderLM(CausalLM):
+    """A runnable decoder built from canonical (GGUF-named) tensors through a backend."""
+
+    def __init__(self, source: ModelSource, backend: Backend, spec: DecoderSpec) -> None:
+        cfg = self.config = source.config
+        self.backend = backend
+        self.spec = spec
+        self._path = source.path
+        self.dtype = backend.compute_dtype
+        self.eps = float(cfg.rms_norm_eps)
+        self.scale = spec.attn_scale if spec.attn_scale is not None else cfg.head_dim**-0.5
+        tensors = source.tensors
+
+        def tensor(name: str, shape: tuple[int, ...]):
+            weight = source.tensor(name)
+            if tuple(weight.shape) != shape:
+                raise ModelFormatError(
+                    source.path, f"tensor {name!r} has shape {tuple(weight.shape)}, expected {shape}"
+                )
+            return weight
+
+        def optional(name: str, shape: tuple[int, ...]):
+            return tensor(name, shape) if name in tensors else None
+
+        def norm(name: str, dim: int) -> torch.Tensor:
+            return backend.dense(tensor(name, (dim,))).to(torch.float32)
+
+        def linear(prefix: str, out_dim: int, in_dim: int):
+            w = tensor(f"{prefix}.weight", (out_dim, in_dim))
+            return backend.linear(w, optional(f"{prefix}.bias", (out_dim,)))
+
+        hidden, inter, hd = cfg.hidden_size, cfg.intermediate_size, cfg.head_dim
+        q_dim, kv_dim = cfg.num_heads * hd, cfg.num_kv_heads * hd
+        embd = tensor("token_embd.weight", (cfg.vocab_size, hidden))
+        self.embed = backend.embedding(embd)
+        # Tied head: the same WeightTensor, so the backend may share memory with the embedding.
+        head = optional("output.weight", (cfg.vocab_size, hidden))
+        self.lm_head = backend.linear(head if head is not None else embd)
+        self.output_norm = norm("output_norm.weight", hidden)
+        if spec.embed_scale is not None:
+            # transformers casts the scale to the weight dtype before multiplying.
+            self.embed_scale = torch.tensor(spec.embed_scale, dtype=torch.float32).to(self.dtype)
+        else:
+            self.embed_scale = None
+
+        windows = spec.layer_windows or [None] * cfg.num_layers
+        ropes = spec.layer_rope or [0] * cfg.num_layers
+        self.layers: list[_Layer] = []
+        for i in range(cfg.num_layers):
+            p = f"blk.{i}"
+            self.layers.append(_Layer(
+                attn_norm=norm(f"{p}.attn_norm.weight", hidden),
+                q=linear(f"{p}.attn_q", q_dim, hidden),
+                k=linear(f"{p}.attn_k", kv_dim, hidden),
+                v=linear(f"{p}.attn_v", kv_dim, hidden),
+                o=linear(f"{p}.attn_output", hidden, q_dim),
+                q_norm=norm(f"{p}.attn_q_norm.weight", hd) if spec.qk_norm else None,
+                k_norm=norm(f"{p}.attn_k_norm.weight", hd) if spec.qk_norm else None,
+                post_attn_norm=(norm(f"{p}.post_attention_norm.weight", hidden)
+                                if spec.sandwich_norms else None),
+                ffn_norm=norm(f"{p}.ffn_norm.weight", hidden),
+                mlp=GatedMLP(linear(f"{p}.ffn_gate", inter, hidden),
+                             linear(f"{p}.ffn_up", inter, hidden),
+                             linear(f"{p}.ffn_down", hidden, inter), spec.activation),
+                post_ffn_norm=(norm(f"{p}.post_ffw_norm.weight", hidden)
+                               if spec.sandwich_norms else None),
+                window=windows[i],
+                rope=ropes[i],
+            ))
+
+    def kv_cache_spec(self) -> KVCacheSpec:
+        cfg = self.config
+        return KVCacheSpec(num_layers=cfg.num_layers, num_kv_heads=cfg.num_kv_heads,
+                           head_dim=cfg.head_dim, dtype=self.dtype, device=self.backend.device,
+                           max_model_len=cfg.context_length)
+
+    @torch.inference_mode()
+    def hidden_states(self, batch: ForwardBatch, kv_cache: KVCache) -> torch.Tensor:
+        """Final hidden states ``[T, hidden]`` before the output norm, for every token."""
+        cfg, spec = self.config, self.spec
+        nh, nkv, hd = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
+        T = batch.token_ids.shape[0]
+        x = self.embed(batch.token_ids).to(self.dtype)  # [T, hidden]
+        if self.embed_scale is not None:
+            x = x * self.embed_scale
+        positions = batch.positions.to(torch.long)
+        # cos/sin rows per table, gathered once per step rather than once per layer.
+        rope = [table.lookup(positions) for table in spec.rope_tables]
+        for index, layer in enumerate(self.layers):
+            h = rms_norm(x, layer.attn_norm, self.eps)
+            q = layer.q(h).view(T, nh, hd)  # [T, H, D]
+            k = layer.k(h).view(T, nkv, hd)  # [T, KV, D]
+            v = layer.v(h).view(T, nkv, hd)  # [T, KV, D]
+            if layer.q_norm is not None:
+                q = rms_norm(q, layer.q_norm, self.eps)
+                k = rms_norm(k, layer.k_norm, self.eps)
+            cos, sin = rope[layer.rope]
+            q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+            attn = kv_cache.attend(index, q, k, v, batch, scale=self.scale,
+                                   sliding_window=layer.window,
+                                   logit_softcap=spec.attn_softcap)  # [T, H, D]
+            out = layer.o(attn.reshape(T, nh * hd))  # [T, hidden]
+            if layer.post_attn_norm is not None:
+                out = rms_norm(out, layer.post_attn_norm, self.eps)
+            x = x + out
+            out = layer.mlp(rms_norm(x, layer.ffn_norm, self.eps))
+            if layer.post_ffn_norm is not None:
+                out = rms_norm(out, layer.post_ffn_norm, self.eps)
+            x = x + out
+        return x
+
+    @torch.inference_mode()
+    def forward(self, batch: ForwardBatch, kv_cache: KVCache) -> torch.Tensor:
+        rows = [end - 1 for chunk, _, end in batch.iter_spans() if chunk.needs_logits]
+        x = self.hidden_states(batch, kv_cache)
+        if not rows:
+            return torch.empty(0, self.config.vocab_size, dtype=torch.float32)
+        # Only the rows that need logits go through the (large) output projection.
+        last = x[torch.tensor(rows, dtype=torch.long)]  # [N, hidden]
+        logits = self.lm_head(rms_norm(last, self.output_norm, self.eps)).float()  # [N, vocab]
+        if self.spec.final_softcap is not None:
+            cap = self.spec.final_softcap
+            logits = torch.tanh(logits / cap) * cap
+        return logits
+
+    @torch.inference_mode()
+    def embed(self, batch: ForwardBatch, kv_cache: KVCache) -> torch.Tensor:
+        """Mean of the output-normed hidden states of each chunk ``[num_chunks, hidden]``."""
+        x = rms_norm(self.hidden_states(batch, kv_cache), self.output_norm, self.eps).float()
+        return torch.stack([x[b:e].mean(0) for _, b, e in batch.iter_spans()])
+
+
+def check_config(source: ModelSource, cfg: ModelConfig) -> None:
+    """Reject hyperparameters the decoder cannot run, naming the file and the value."""
+    if cfg.num_heads <= 0 or cfg.num_kv_heads <= 0 or cfg.num_heads % cfg.num_kv_heads:
+        raise ModelFormatError(
+            source.path, f"num_heads={cfg.num_heads} is not a multiple of "
+                         f"num_kv_heads={cfg.num_kv_heads}")
+    if cfg.head_dim <= 0 or cfg.head_dim % 2:
+        raise ModelFormatError(source.path, f"head_dim={cfg.head_dim} must be positive and even")

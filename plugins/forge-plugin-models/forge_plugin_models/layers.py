@@ -1,0 +1,141 @@
+"""Building blocks shared by every architecture: RMSNorm, rotary embedding tables, gated MLP.
+
+Everything works on flat activations ``[T, ...]`` (all chunks of a step concatenated), in float32
+or the backend's compute dtype. Numerics follow Hugging Face transformers so float32 logits match
+its reference implementations to rounding.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """``x / rms(x) * weight`` over the last axis, computed in float32 and cast back.
+
+    Canonical norm weights already include Gemma's ``+1``, so one formula serves every family.
+    """
+    xf = x.float()
+    normed = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)
+    return (normed * weight).to(x.dtype)
+
+
+ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "silu": F.silu,
+    # Gemma's ``gelu_pytorch_tanh``.
+    "gelu_tanh": lambda x: F.gelu(x, approximate="tanh"),
+}
+
+
+class GatedMLP:
+    """``down(act(gate(x)) * up(x))``: the feed-forward of Llama, Qwen and Gemma."""
+
+    __slots__ = ("gate", "up", "down", "act")
+
+    def __init__(self, gate: Callable, up: Callable, down: Callable, activation: str) -> None:
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"unknown MLP activation {activation!r} (known: {sorted(ACTIVATIONS)})")
+        self.gate, self.up, self.down = gate, up, down
+        self.act = ACTIVATIONS[activation]
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        # x: [T, hidden] -> [T, intermediate] -> [T, hidden]
+        return self.down(self.act(self.gate(x)) * self.up(x))
+
+
+def rope_inv_freq(
+    head_dim: int,
+    base: float,
+    scaling: Mapping[str, Any] | None = None,
+    freq_factors: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Inverse frequencies ``[head_dim // 2]`` (float32), exactly as transformers computes them.
+
+    ``scaling`` follows the Hugging Face ``rope_scaling`` dict (``rope_type``/``type`` of
+    ``default``, ``linear`` or ``llama3``). ``freq_factors`` is llama.cpp's ``rope_freqs.weight``
+    (Llama 3.1 GGUF files store the llama3 scaling precomputed as per-frequency divisors); when
+    given, it replaces a ``llama3`` entry in ``scaling``.
+    """
+    exponent = torch.arange(0, head_dim, 2, dtype=torch.int64).to(torch.float32) / head_dim
+    inv_freq = 1.0 / (base**exponent)
+    kind = "default"
+    if scaling:
+        kind = str(scaling.get("rope_type") or scaling.get("type") or "default")
+    if kind == "linear":
+        inv_freq = inv_freq / float(scaling["factor"])
+    elif kind == "llama3":
+        # A GGUF's rope_freqs already holds the llama3 scaling: never apply it twice.
+        if freq_factors is None:
+            inv_freq = _llama3_scale(inv_freq, scaling)
+    elif kind not in ("default", "none"):
+        raise ValueError(
+            f"unsupported rope scaling type {kind!r} (supported: default, linear, llama3)"
+        )
+    if freq_factors is not None:
+        if freq_factors.numel() != inv_freq.numel():
+            raise ValueError(
+                f"rope_freqs has {freq_factors.numel()} entries, expected {inv_freq.numel()}"
+            )
+        inv_freq = inv_freq / freq_factors.reshape(-1).float()
+    return inv_freq
+
+
+def _llama3_scale(inv_freq: torch.Tensor, scaling: Mapping[str, Any]) -> torch.Tensor:
+    """Llama 3.1 frequency-dependent scaling (``_compute_llama3_parameters`` in transformers)."""
+    factor = float(scaling["factor"])
+    low = float(scaling.get("low_freq_factor", 1.0))
+    high = float(scaling.get("high_freq_factor", 4.0))
+    old_len = float(scaling.get("original_max_position_embeddings", 8192))
+    low_wavelen, high_wavelen = old_len / low, old_len / high
+    wavelen = 2 * math.pi / inv_freq
+    scaled = torch.where(wavelen > low_wavelen, inv_freq / factor, inv_freq)
+    smooth = (old_len / wavelen - low) / (high - low)
+    smoothed = (1 - smooth) * scaled / factor + smooth * scaled
+    is_medium = ~(wavelen < high_wavelen) * ~(wavelen > low_wavelen)
+    return torch.where(is_medium, smoothed, scaled)
+
+
+class RotaryTable:
+    """Cached ``cos``/``sin`` rows ``[positions, head_dim // 2]`` for one inverse-frequency set.
+
+    The table is computed once for ``initial`` positions and grown (doubling, capped at
+    ``max_positions``) only when a longer sequence shows up, so a 32k-context model does not pay
+    for 32k rows up front. Values are bit-identical to transformers' (same float32 products).
+    """
+
+    def __init__(self, inv_freq: torch.Tensor, max_positions: int, initial: int = 4096) -> None:
+        self.inv_freq = inv_freq.float()
+        self.max_positions = max(1, int(max_positions))
+        self.cos = torch.empty(0, inv_freq.numel())
+        self.sin = torch.empty(0, inv_freq.numel())
+        self._grow(min(initial, self.max_positions))
+
+    def _grow(self, rows: int) -> None:
+        pos = torch.arange(rows, dtype=torch.int64).float()
+        freqs = pos[:, None] * self.inv_freq[None, :]  # [rows, D/2]
+        self.cos, self.sin = freqs.cos(), freqs.sin()
+
+    def lookup(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(cos, sin)`` rows for ``positions [T]``, each ``[T, 1, head_dim // 2]``."""
+        needed = int(positions.max()) + 1 if positions.numel() else 0
+        if needed > self.cos.shape[0]:
+            if needed > self.max_positions:
+                raise ValueError(
+                    f"position {needed - 1} exceeds the model's context length {self.max_positions}"
+                )
+            self._grow(min(self.max_positions, max(needed, 2 * self.cos.shape[0])))
+        return self.cos[positions].unsqueeze(1), self.sin[positions].unsqueeze(1)
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate-half rotary embedding of ``x [T, heads, head_dim]`` with ``cos``/``sin``
+    ``[T, 1, head_dim // 2]`` (equal to transformers' ``x*cos + rotate_half(x)*sin``)."""
+    half = x.shape[-1] // 2
+    x1, x2 = x[..., :half], x[..., half:]
+    cos, sin = cos.to(x.dtype), sin.to(x.dtype)
+    return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
