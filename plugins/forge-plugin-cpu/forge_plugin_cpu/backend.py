@@ -10,23 +10,31 @@ import torch
 
 from forge_kernel.interfaces.backend import Backend
 from forge_plugin_cpu.dequant import dequantize_fp32, dequantize_fp32_chunked
+from forge_plugin_cpu.memory import release_file_pages
 from forge_plugin_cpu.ops_fp32 import Fp32Embedding, Fp32Linear
+from forge_plugin_cpu.ops_int8 import Int8Embedding, Int8Linear
+from forge_plugin_cpu.quantize import to_int8
 from forge_plugin_cpu.threads import physical_cores
 
 if TYPE_CHECKING:
+    from forge_kernel.interfaces.backend import EmbeddingOp, LinearOp
     from forge_kernel.interfaces.model import WeightTensor
 
-PRECISIONS = ("exact",)
-"""``exact``: every weight dequantized to float32 (bit-for-bit the loader's dequantization)."""
+PRECISIONS = ("int8", "exact")
+"""``int8`` (default, fast): matrices re-quantized to int8 with one scale per row, decode by a
+numba kernel, prefill by a bf16 GEMM. ``exact``: every weight dequantized to float32
+(bit-for-bit the loader's dequantization), ``F.linear`` in float32. Use ``exact`` for
+correctness tests against a float32 reference."""
 
 ENV_PRECISION = "FORGE_CPU_WEIGHTS"
-_ENV_ALIASES = {"fp32": "exact", "exact": "exact"}
+_ALIASES = {"fp32": "exact", "exact": "exact", "int8": "int8", "fast": "int8"}
 
 
 class CpuBackend(Backend):
     """CPU backend. ``threads`` defaults to the number of physical cores; ``precision`` picks
-    the in-memory weight form (``exact`` = float32). The environment variable
-    ``FORGE_CPU_WEIGHTS`` (``fp32``/``exact``) overrides the default when ``precision`` is None.
+    the in-memory weight form (see :data:`PRECISIONS`). When ``precision`` is None the
+    environment variable ``FORGE_CPU_WEIGHTS`` (``int8``/``fast`` or ``fp32``/``exact``) decides,
+    else ``int8``. 1-D tensors (norms, biases) are always float32.
     """
 
     name = "cpu"
@@ -38,6 +46,10 @@ class CpuBackend(Backend):
         self.threads = threads or physical_cores()
         torch.set_num_threads(self.threads)
         self.precision = _resolve_precision(precision)
+        if self.precision == "int8":
+            import numba
+
+            numba.set_num_threads(min(self.threads, numba.config.NUMBA_NUM_THREADS))
         # Prepared matrices keyed by their storage, so a tied embedding / LM head shares memory.
         self._prepared: weakref.WeakValueDictionary[Any, Any] = weakref.WeakValueDictionary()
 
@@ -49,7 +61,7 @@ class CpuBackend(Backend):
     def compute_dtype(self) -> torch.dtype:
         return torch.float32
 
-    def linear(self, weight: WeightTensor, bias: WeightTensor | None = None) -> Fp32Linear:
+    def linear(self, weight: WeightTensor, bias: WeightTensor | None = None) -> LinearOp:
         _check_matrix(weight, "linear")
         b = self.dense(bias) if bias is not None else None
         if b is not None and b.shape != (weight.shape[0],):
@@ -57,24 +69,37 @@ class CpuBackend(Backend):
                 f"bias {bias.name!r} has shape {tuple(b.shape)}, expected ({weight.shape[0]},) "
                 f"for weight {weight.name!r}"
             )
-        return Fp32Linear(self._fp32_matrix(weight), b)
+        if self.precision == "int8":
+            return Int8Linear(self._matrix(weight), b)
+        return Fp32Linear(self._matrix(weight), b)
 
-    def embedding(self, weight: WeightTensor) -> Fp32Embedding:
+    def embedding(self, weight: WeightTensor) -> EmbeddingOp:
         _check_matrix(weight, "embedding")
-        return Fp32Embedding(self._fp32_matrix(weight))
+        if self.precision == "int8":
+            return Int8Embedding(self._matrix(weight))
+        return Fp32Embedding(self._matrix(weight))
 
     def dense(self, weight: WeightTensor) -> torch.Tensor:
         return dequantize_fp32(weight)
 
     def describe(self) -> str:
-        return f"cpu: {self.threads} threads, weights {self.precision} (float32 F.linear)"
+        if self.precision == "int8":
+            kernels = "int8 per-row weights: numba GEMV decode, bf16 GEMM prefill"
+        else:
+            kernels = "float32 weights, F.linear"
+        return f"cpu: {self.threads} threads, {kernels}"
 
-    def _fp32_matrix(self, weight: WeightTensor) -> torch.Tensor:
+    def _matrix(self, weight: WeightTensor) -> Any:
+        """The prepared form of a matrix, shared by every op built from the same storage."""
         key = _storage_key(weight)
         found = self._prepared.get(key)
         if found is None:
-            found = dequantize_fp32_chunked(weight)
+            if self.precision == "int8":
+                found = to_int8(weight)
+            else:
+                found = dequantize_fp32_chunked(weight)
             self._prepared[key] = found
+            release_file_pages(weight.data)
         return found
 
 
@@ -82,15 +107,15 @@ def _resolve_precision(precision: str | None) -> str:
     if precision is None:
         env = os.environ.get(ENV_PRECISION, "").strip().lower()
         if not env:
-            return "exact"
-        if env not in _ENV_ALIASES:
-            raise ValueError(
-                f"{ENV_PRECISION}={env!r} is not one of {sorted(_ENV_ALIASES)}"
-            )
-        return _ENV_ALIASES[env]
-    if precision not in PRECISIONS:
-        raise ValueError(f"cpu backend: precision must be one of {PRECISIONS}, got {precision!r}")
-    return precision
+            return "int8"
+        if env not in _ALIASES:
+            raise ValueError(f"{ENV_PRECISION}={env!r} is not one of {sorted(_ALIASES)}")
+        return _ALIASES[env]
+    if precision not in _ALIASES:
+        raise ValueError(
+            f"cpu backend: precision must be one of {sorted(_ALIASES)}, got {precision!r}"
+        )
+    return _ALIASES[precision]
 
 
 def _storage_key(weight: WeightTensor) -> tuple[Any, ...]:

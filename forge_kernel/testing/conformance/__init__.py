@@ -1,0 +1,1 @@
+"""Conformance suites third-party plugins subclass in their own tests (``BackendConformance``)."""

@@ -1,0 +1,66 @@
+"""Fast path ops on :class:`~forge_plugin_cpu.quantize.Int8Matrix` weights.
+
+* Few rows (decode, T < ``PREFILL_MIN_TOKENS``): numba int8 x float32 kernel, bandwidth bound.
+* Many rows (prefill): the int8 matrix is widened to bfloat16 on the fly (exact: |q| <= 127) and
+  multiplied by oneDNN's bf16 GEMM (AVX512-BF16), then the per-row scale is applied in float32.
+  Only the int8 form stays resident, so RSS stays ~1 byte per parameter.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from forge_plugin_cpu.kernels import int8_gather_rows, int8_gemm_small
+from forge_plugin_cpu.quantize import Int8Matrix
+
+PREFILL_MIN_TOKENS = 8
+"""From this many rows on, the bf16 GEMM beats re-streaming int8 rows through numba."""
+
+
+class Int8Linear:
+    """``y = (x @ q.T) * scale + b`` with int8 weights ``q [out, in]``."""
+
+    __slots__ = ("matrix", "bias", "in_features", "out_features")
+
+    def __init__(self, matrix: Int8Matrix, bias: torch.Tensor | None) -> None:
+        self.matrix = matrix
+        self.bias = bias  # [out] float32 or None
+        self.out_features, self.in_features = matrix.q.shape
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        # x: [T, in] -> [T, out] float32
+        if x.dim() != 2:
+            lead = x.shape[:-1]
+            return self(x.reshape(-1, x.shape[-1])).reshape(*lead, self.out_features)
+        if x.shape[0] >= PREFILL_MIN_TOKENS:
+            y = F.linear(x.to(torch.bfloat16), self.matrix.q.to(torch.bfloat16))
+            y = y.to(torch.float32).mul_(self.matrix.scale)
+        else:
+            x = x.to(torch.float32).contiguous()
+            y = torch.empty((x.shape[0], self.out_features), dtype=torch.float32)
+            int8_gemm_small(self.matrix.q.numpy(), self.matrix.scale.numpy(), x.numpy(), y.numpy())
+        if self.bias is not None:
+            y.add_(self.bias)
+        return y
+
+
+class Int8Embedding:
+    """Row lookup in an int8 table (shared with a tied LM head)."""
+
+    __slots__ = ("matrix", "num_embeddings", "dim")
+
+    def __init__(self, matrix: Int8Matrix) -> None:
+        self.matrix = matrix
+        self.num_embeddings, self.dim = matrix.q.shape
+
+    def __call__(self, ids: torch.Tensor) -> torch.Tensor:
+        # ids: [T] -> [T, dim] float32
+        flat = ids.reshape(-1).to(torch.int64).contiguous()
+        if flat.numel() and (int(flat.min()) < 0 or int(flat.max()) >= self.num_embeddings):
+            raise IndexError(
+                f"token id out of range [0, {self.num_embeddings}) in embedding lookup"
+            )
+        out = torch.empty((flat.numel(), self.dim), dtype=torch.float32)
+        int8_gather_rows(self.matrix.q.numpy(), self.matrix.scale.numpy(), flat.numpy(), out.numpy())
+        return out.reshape(*ids.shape, self.dim)
