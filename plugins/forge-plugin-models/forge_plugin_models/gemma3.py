@@ -68,7 +68,9 @@ class Gemma3Architecture(ModelArchitecture):
             sandwich_norms=True,
             embed_scale=math.sqrt(cfg.hidden_size),
             attn_scale=scalar**-0.5,
-            attn_softcap=_opt_float(extra.get("attn_logit_softcapping")),
+            # transformers' Gemma3Attention never passes attn_logit_softcapping to attention
+            # (Gemma 2 did; released Gemma 3 configs set it to null), so neither do we.
+            attn_softcap=None,
             final_softcap=_opt_float(extra.get("final_logit_softcapping")),
             layer_windows=[int(window) if s else None for s in sliding],
             layer_rope=[0 if s else 1 for s in sliding],
