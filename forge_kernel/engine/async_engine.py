@@ -1,0 +1,216 @@
+""":class:`AsyncEngine`: the engine every endpoint uses.
+
+One background thread owns the :class:`LLMEngine` and runs its loop (torch releases the GIL
+during compute, so the event loop stays responsive). Endpoints talk to it through a thread-safe
+command queue (add, abort, embed); each step's events are handed back to the event loop in one
+``call_soon_threadsafe`` call and routed to per-request ``asyncio.Queue`` objects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Future
+from typing import Any
+
+from forge_kernel.engine.engine import EngineStats, Event, LLMEngine, RequestFailed
+from forge_kernel.engine.types import CompletionDelta, InvalidRequest, RequestMetrics, SamplingParams
+
+_STOP = object()
+
+
+class EngineDead(RuntimeError):
+    """The engine loop crashed or was shut down; no further requests can run."""
+
+
+class AsyncEngine:
+    """Asynchronous front of one :class:`LLMEngine` (submit / stream / abort)."""
+
+    def __init__(self, engine: LLMEngine) -> None:
+        self.engine = engine
+        self._commands: queue.SimpleQueue = queue.SimpleQueue()
+        self._streams: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Queue]] = {}
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self._closing = False
+
+    # -- properties endpoints read --------------------------------------------------------------
+    @property
+    def tokenizer(self):
+        return self.engine.tokenizer
+
+    @property
+    def model_config(self):
+        return self.engine.model_config
+
+    @property
+    def max_model_len(self) -> int:
+        return self.engine.max_model_len
+
+    @property
+    def model_name(self) -> str:
+        return self.engine.model_name
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        return self.engine.metadata
+
+    def generation_defaults(self) -> dict[str, Any]:
+        return self.engine.generation_defaults()
+
+    def add_observer(self, callback: Callable[[RequestMetrics], None]) -> None:
+        """``callback(metrics)`` once per finished request (called on the engine thread)."""
+        self.engine.add_observer(callback)
+
+    def stats(self) -> EngineStats:
+        return self.engine.stats()
+
+    def is_alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive() and self._error is None
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the engine thread (idempotent)."""
+        if self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._loop, name="forge-engine", daemon=True)
+        self._thread.start()
+
+    async def shutdown(self, drain_timeout: float = 0.0) -> None:
+        """Stop accepting requests, wait up to ``drain_timeout`` s for running ones, abort the
+        rest and stop the thread."""
+        self._closing = True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + drain_timeout
+        while self._streams and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        for rid in list(self._streams):
+            await self.abort(rid)
+        self._commands.put(_STOP)
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join, 10.0)
+
+    # -- requests -------------------------------------------------------------------------------
+    def validate(self, prompt_ids: list[int], params: SamplingParams,
+                 prompt_param: str = "prompt") -> None:
+        """Raise :class:`InvalidRequest` now (endpoints call it before sending headers)."""
+        self.engine.validate(prompt_ids, params, prompt_param)
+
+    async def generate(self, request_id: str, prompt_ids: list[int], params: SamplingParams,
+                       prompt_param: str = "prompt") -> AsyncIterator[CompletionDelta]:
+        """Stream the deltas of one request (all choices interleaved; the last delta carries
+        ``usage``). Invalid requests raise :class:`InvalidRequest` before the first delta; a
+        request the engine cannot serve raises :class:`RequestFailed`. Leaving the iteration
+        early (break, cancellation, client disconnect) aborts the request and frees its KV."""
+        self._check_open()
+        self.engine.validate(prompt_ids, params, prompt_param)
+        if request_id in self._streams:
+            raise InvalidRequest(f"request id {request_id!r} is already in use",
+                                 param="request_id")
+        events: asyncio.Queue = asyncio.Queue()
+        self._streams[request_id] = (asyncio.get_running_loop(), events)
+        finished = False
+        try:
+            self._commands.put(("add", request_id, list(prompt_ids), params, prompt_param))
+            while True:
+                item = await events.get()
+                if isinstance(item, BaseException):
+                    finished = True
+                    raise item
+                if item.usage is not None:
+                    finished = True
+                yield item
+                if finished:
+                    return
+        finally:
+            self._streams.pop(request_id, None)
+            if not finished:
+                self._commands.put(("abort", request_id))
+
+    async def abort(self, request_id: str) -> None:
+        """Abort a request; its stream ends with ``finish_reason="abort"`` events."""
+        self._commands.put(("abort", request_id))
+
+    async def embed(self, prompt_ids_list: list[list[int]]) -> list[list[float]]:
+        """Embedding vectors (see :meth:`LLMEngine.embed`), computed on the engine thread."""
+        self._check_open()
+        future: Future = Future()
+        self._commands.put(("call", future, self.engine.embed, prompt_ids_list))
+        return await asyncio.wrap_future(future)
+
+    def _check_open(self) -> None:
+        if self._error is not None:
+            raise EngineDead(f"the engine loop crashed: {self._error!r}")
+        if self._closing or self._thread is None:
+            raise EngineDead("the engine is not running (shut down or not started)")
+
+    # -- the engine thread ----------------------------------------------------------------------
+    def _loop(self) -> None:
+        engine = self.engine
+        try:
+            while True:
+                # Block only when idle; otherwise take what arrived and step.
+                block = not engine.has_unfinished()
+                events: list[Event] = []
+                while True:
+                    try:
+                        cmd = self._commands.get(block=block)
+                    except queue.Empty:
+                        break
+                    block = False
+                    if cmd is _STOP:
+                        return
+                    events.extend(self._run_command(cmd))
+                if engine.has_unfinished():
+                    events.extend(engine.step())
+                if events:
+                    self._deliver(events)
+        except BaseException as exc:  # noqa: BLE001 - report to every waiting stream
+            self._error = exc
+            failure = EngineDead(f"the engine loop crashed: {exc!r}")
+            for rid in list(self._streams):
+                self._deliver([(rid, failure)])
+
+    def _run_command(self, cmd) -> list[Event]:
+        kind = cmd[0]
+        if kind == "add":
+            _, rid, prompt_ids, params, prompt_param = cmd
+            if rid not in self._streams:  # the consumer left before the engine saw it
+                return []
+            try:
+                self.engine.add_request(rid, prompt_ids, params, prompt_param)
+            except Exception as exc:  # noqa: BLE001 - goes to the consumer
+                return [(rid, exc)]
+            return []
+        if kind == "abort":
+            return self.engine.abort(cmd[1])
+        if kind == "call":
+            _, future, fn, *args = cmd
+            try:
+                future.set_result(fn(*args))
+            except Exception as exc:  # noqa: BLE001
+                future.set_exception(exc)
+            return []
+        raise ValueError(f"unknown engine command {kind!r}")
+
+    def _deliver(self, events: list[Event]) -> None:
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Queue, Any]]] = {}
+        for rid, item in events:
+            target = self._streams.get(rid)
+            if target is not None:
+                by_loop.setdefault(target[0], []).append((target[1], item))
+        for loop, items in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_put_all, items)
+            except RuntimeError:  # that event loop is closed; its consumers are gone
+                pass
+
+
+def _put_all(items: list[tuple[asyncio.Queue, Any]]) -> None:
+    for q, item in items:
+        q.put_nowait(item)
+
+
+__all__ = ["AsyncEngine", "EngineDead", "EngineStats", "RequestFailed"]

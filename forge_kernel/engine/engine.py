@@ -1,0 +1,295 @@
+"""The engine loop: request -> scheduler -> model -> sampler -> output, one step at a time.
+
+:class:`LLMEngine` is single-threaded; :class:`forge_kernel.engine.async_engine.AsyncEngine`
+drives it from one background thread. Every implementation (model, KV cache, scheduler) was
+resolved by name at build time: nothing here dispatches through plugin hooks per token.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from forge_kernel.engine.request import Request, SeqState, make_request, validate
+from forge_kernel.engine.sampler import SamplingRow, sample
+from forge_kernel.engine.types import (
+    CompletionDelta,
+    InvalidRequest,
+    RequestMetrics,
+    SamplingParams,
+    Usage,
+)
+from forge_kernel.interfaces.kv_cache import KVCache
+from forge_kernel.interfaces.model import CausalLM, ForwardBatch, SequenceChunk, Tokenizer
+from forge_kernel.interfaces.scheduler import Scheduler
+
+Event = tuple[str, "CompletionDelta | RequestFailed"]
+"""``(request_id, delta)`` produced by a step; a :class:`RequestFailed` instead of a delta means
+the request was dropped with that error (no further events follow)."""
+
+
+class RequestFailed(RuntimeError):
+    """A queued request could not be served (e.g. the scheduler rejected it)."""
+
+
+@dataclass(slots=True)
+class EngineStats:
+    """A snapshot of the engine's load, safe to read from any thread."""
+
+    num_running: int = 0
+    num_waiting: int = 0
+    kv_usage: float = 0.0
+    num_preemptions: int = 0
+    prompt_tokens_total: int = 0
+    generation_tokens_total: int = 0
+    num_requests: int = 0
+    """Requests in flight."""
+    num_requests_finished: int = 0
+    kv_capacity_tokens: int = 0
+    kv_free_tokens: int = 0
+    num_steps: int = 0
+
+
+class LLMEngine:
+    """Owns the model, KV cache and scheduler; :meth:`step` runs one iteration."""
+
+    def __init__(self, model: CausalLM, tokenizer: Tokenizer, kv_cache: KVCache,
+                 scheduler: Scheduler, *, max_model_len: int, model_name: str = "model",
+                 metadata: dict[str, Any] | None = None, config: Any = None) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.kv_cache = kv_cache
+        self.scheduler = scheduler
+        self.max_model_len = max_model_len
+        self.model_name = model_name
+        self.metadata = metadata or {}
+        self.config = config
+        self.vocab_size = int(model.config.vocab_size)
+        self._requests: dict[str, Request] = {}
+        self._by_seq: dict[int, tuple[Request, SeqState]] = {}
+        self._seq_ids = itertools.count(1)
+        self._observers: list[Callable[[RequestMetrics], None]] = []
+        self._stats = EngineStats(kv_capacity_tokens=kv_cache.capacity_tokens(),
+                                  kv_free_tokens=kv_cache.free_tokens())
+
+    # -- public API ---------------------------------------------------------------------------
+    @property
+    def model_config(self):
+        """The model's :class:`~forge_kernel.interfaces.model.ModelConfig`."""
+        return self.model.config
+
+    def generation_defaults(self) -> dict[str, Any]:
+        """The model file's recommended sampling values (``temperature``, ``top_p``, ...)."""
+        return dict(self.metadata.get("generation") or {})
+
+    def add_observer(self, callback: Callable[[RequestMetrics], None]) -> None:
+        """Call ``callback(metrics)`` once per finished request (never per token)."""
+        self._observers.append(callback)
+
+    def validate(self, prompt_ids: list[int], params: SamplingParams,
+                 prompt_param: str = "prompt") -> None:
+        """Raise :class:`InvalidRequest` if the request cannot run (before anything is queued)."""
+        validate(prompt_ids, params, vocab_size=self.vocab_size,
+                 max_model_len=self.max_model_len, prompt_param=prompt_param)
+
+    def add_request(self, request_id: str, prompt_ids: list[int], params: SamplingParams,
+                    prompt_param: str = "prompt") -> None:
+        """Validate and queue a request; its deltas come out of :meth:`step`."""
+        if request_id in self._requests:
+            raise InvalidRequest(f"request id {request_id!r} is already in use",
+                                 param="request_id")
+        self.validate(prompt_ids, params, prompt_param)
+        req = make_request(request_id, list(prompt_ids), params, self.tokenizer,
+                           self.max_model_len, lambda: next(self._seq_ids))
+        self._requests[request_id] = req
+        for state in req.seqs:
+            self._by_seq[state.seq.seq_id] = (req, state)
+            self.scheduler.add(state.seq)
+        self._stats.prompt_tokens_total += len(prompt_ids)
+
+    def abort(self, request_id: str) -> list[Event]:
+        """Drop a request wherever it is and free its KV; returns its final ``"abort"`` events
+        (empty for unknown or finished requests). Idempotent."""
+        req = self._requests.get(request_id)
+        if req is None:
+            return []
+        events: list[Event] = []
+        for state in req.seqs:
+            if not state.finished:
+                self.scheduler.abort(state.seq.seq_id)
+                state.stop.abort()
+                events.append(self._finish_seq(req, state, "abort", ""))
+        return events
+
+    def has_unfinished(self) -> bool:
+        """Whether any request is still in flight."""
+        return bool(self._requests)
+
+    def stats(self) -> EngineStats:
+        """The last snapshot (refreshed after every step)."""
+        s = self._stats
+        return EngineStats(**{f: getattr(s, f) for f in EngineStats.__slots__})
+
+    def generate(self, prompt_ids: list[int], params: SamplingParams,
+                 request_id: str | None = None) -> Iterator[CompletionDelta]:
+        """Synchronous convenience (``forge run``, tests): run steps until this request ends,
+        yielding its deltas. Closing the iterator early aborts the request."""
+        rid = request_id or f"gen-{next(self._seq_ids)}"
+        self.add_request(rid, prompt_ids, params)
+        done = False
+        try:
+            while not done:
+                for event_rid, delta in self.step():
+                    if event_rid == rid:
+                        if isinstance(delta, RequestFailed):
+                            done = True
+                            raise delta
+                        done = done or delta.usage is not None
+                        yield delta
+        finally:
+            if not done:
+                self.abort(rid)
+
+    # -- the loop -----------------------------------------------------------------------------
+    def step(self) -> list[Event]:
+        """One iteration: schedule, run the model on the step's chunks, sample, emit deltas."""
+        events: list[Event] = []
+        out = self.scheduler.schedule()
+        for seq in out.preempted:
+            self._stats.num_preemptions += 1
+        for seq in getattr(out, "rejected", None) or ():
+            events.extend(self._reject(seq))
+        if out.chunks:
+            events.extend(self._run(out.chunks))
+        self._refresh_stats()
+        return events
+
+    def _run(self, chunks) -> list[Event]:
+        ids: list[int] = []
+        positions: list[int] = []
+        batch_chunks: list[SequenceChunk] = []
+        sampled: list[tuple[Request, SeqState]] = []
+        for chunk in chunks:
+            seq, n = chunk.seq, chunk.num_tokens
+            start = seq.num_computed_tokens
+            req, state = self._by_seq[seq.seq_id]
+            if state.cached_tokens is None:
+                state.cached_tokens = min(start, seq.num_prompt_tokens)
+            needs_logits = start + n >= seq.num_tokens
+            ids.extend(seq.token_ids[start:start + n])
+            positions.extend(range(start, start + n))
+            batch_chunks.append(SequenceChunk(seq.seq_id, start, n, needs_logits))
+            if needs_logits:
+                sampled.append((req, state))
+        batch = ForwardBatch(torch.tensor(ids, dtype=torch.long),
+                             torch.tensor(positions, dtype=torch.long), batch_chunks)
+        logits = self.model.forward(batch, self.kv_cache)  # [len(sampled), V]
+        for chunk in chunks:
+            seq = chunk.seq
+            seq.num_computed_tokens += chunk.num_tokens
+            self.kv_cache.commit(seq.seq_id, seq.token_ids, seq.num_computed_tokens)
+        self._stats.num_steps += 1
+        if not sampled:
+            return []
+        rows = [SamplingRow(req.params, req.prompt_ids, state.output_ids, state.generator,
+                            self.tokenizer.eos_ids) for req, state in sampled]
+        results = sample(logits, rows)
+        now = time.monotonic()
+        events = []
+        for (req, state), (token, logprob) in zip(sampled, results, strict=True):
+            state.seq.token_ids.append(token)
+            state.output_ids.append(token)
+            self._stats.generation_tokens_total += 1
+            if state.index == 0:
+                req.token_times.append(now)
+            if req.first_token_time is None:
+                req.first_token_time = now
+            step = state.stop.add(token)
+            delta = CompletionDelta(state.index, step.text, [token],
+                                    [logprob] if logprob is not None else None)
+            if step.finish_reason is not None:
+                self.scheduler.finish(state.seq.seq_id)
+                events.append(self._finish_seq(req, state, step.finish_reason, delta=delta))
+            else:
+                events.append((req.request_id, delta))
+        return events
+
+    def _finish_seq(self, req: Request, state: SeqState, reason: str, text: str = "",
+                    delta: CompletionDelta | None = None) -> Event:
+        state.finish_reason = reason
+        self._by_seq.pop(state.seq.seq_id, None)
+        if delta is None:
+            delta = CompletionDelta(state.index, text)
+        delta.finish_reason = reason
+        if req.finished:
+            delta.usage = Usage(len(req.prompt_ids), req.completion_tokens, req.cached_tokens)
+            self._requests.pop(req.request_id, None)
+            self._stats.num_requests_finished += 1
+            self._notify(req, reason)
+        return req.request_id, delta
+
+    def _reject(self, seq) -> list[Event]:
+        """The scheduler can never run ``seq`` (e.g. larger than the whole KV cache): fail the
+        request with an error the consumer sees instead of a delta."""
+        found = self._by_seq.get(seq.seq_id)
+        if found is None:
+            return []
+        req, _ = found
+        self.abort(req.request_id)
+        message = (f"request {req.request_id!r} needs {seq.num_tokens} tokens of KV cache but "
+                   f"the cache holds only {self.kv_cache.capacity_tokens()}; use a larger "
+                   f"--num-blocks / KV memory budget or a shorter prompt")
+        return [(req.request_id, RequestFailed(message))]
+
+    def _notify(self, req: Request, reason: str) -> None:
+        if not self._observers:
+            return
+        metrics = RequestMetrics(
+            request_id=req.request_id, prompt_tokens=len(req.prompt_ids),
+            completion_tokens=req.completion_tokens, cached_tokens=req.cached_tokens,
+            arrival_time=req.arrival_time, first_token_time=req.first_token_time,
+            finish_time=time.monotonic(), token_times=list(req.token_times),
+            finish_reason=reason,
+            num_preemptions=sum(s.seq.num_preemptions for s in req.seqs))
+        for callback in self._observers:
+            try:
+                callback(metrics)
+            except Exception:  # an observer must never take the engine down
+                pass
+
+    def _refresh_stats(self) -> None:
+        s = self._stats
+        s.num_running = self.scheduler.num_running()
+        s.num_waiting = self.scheduler.num_waiting()
+        s.kv_usage = self.kv_cache.usage()
+        s.kv_free_tokens = self.kv_cache.free_tokens()
+        s.num_requests = len(self._requests)
+
+    # -- embeddings ---------------------------------------------------------------------------
+    def embed(self, prompt_ids_list: list[list[int]]) -> list[list[float]]:
+        """Mean-pooled, output-normed hidden states of each input (through ``model.embed``);
+        raises :class:`NotImplementedError` if the model cannot embed."""
+        for ids in prompt_ids_list:
+            validate(ids, SamplingParams(max_tokens=None), vocab_size=self.vocab_size,
+                     max_model_len=self.max_model_len + 1, prompt_param="input")
+        vectors: list[list[float]] = []
+        for ids in prompt_ids_list:  # one at a time: bounded KV use beside running requests
+            seq_id = -next(self._seq_ids)  # negative: never collides with generation ids
+            if not self.kv_cache.can_allocate(seq_id, len(ids)):
+                raise InvalidRequest(f"input of {len(ids)} tokens does not fit in the free KV "
+                                     f"cache now; retry later", param="input")
+            self.kv_cache.allocate(seq_id, len(ids))
+            try:
+                batch = ForwardBatch(torch.tensor(ids, dtype=torch.long),
+                                     torch.arange(len(ids), dtype=torch.long),
+                                     [SequenceChunk(seq_id, 0, len(ids), False)])
+                vectors.append(self.model.embed(batch, self.kv_cache)[0].tolist())
+            finally:
+                self.kv_cache.free(seq_id)
+        return vectors
+

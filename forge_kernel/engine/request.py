@@ -1,0 +1,155 @@
+"""Request state: one request holds ``n`` sequences (choices), each with its own generator,
+detokenizer and stop checker; and the validation every request passes before it is queued."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from forge_kernel.engine.stop import StopChecker
+from forge_kernel.engine.types import InvalidRequest, SamplingParams, TokenLogprob
+from forge_kernel.interfaces.model import Tokenizer
+from forge_kernel.interfaces.scheduler import Sequence
+
+MAX_LOGPROBS = 20
+MAX_N = 128
+
+
+@dataclass(slots=True, eq=False)
+class SeqState:
+    """One choice of a request: the scheduler's :class:`Sequence` plus output bookkeeping."""
+
+    index: int
+    seq: Sequence
+    stop: StopChecker
+    generator: torch.Generator | None
+    output_ids: list[int] = field(default_factory=list)
+    finish_reason: str | None = None
+    cached_tokens: int | None = None
+    """Prompt tokens found in the prefix cache (known at the first scheduled chunk)."""
+
+    @property
+    def finished(self) -> bool:
+        return self.finish_reason is not None
+
+
+@dataclass(slots=True, eq=False)
+class Request:
+    """A submitted request and its choices."""
+
+    request_id: str
+    prompt_ids: list[int]
+    params: SamplingParams
+    seqs: list[SeqState]
+    arrival_time: float = field(default_factory=time.monotonic)
+    first_token_time: float | None = None
+    token_times: list[float] = field(default_factory=list)
+    """Times choice 0 produced tokens (for inter-token latency metrics)."""
+
+    @property
+    def finished(self) -> bool:
+        return all(s.finished for s in self.seqs)
+
+    @property
+    def completion_tokens(self) -> int:
+        return sum(len(s.output_ids) for s in self.seqs)
+
+    @property
+    def cached_tokens(self) -> int:
+        return min((s.cached_tokens or 0 for s in self.seqs), default=0)
+
+
+def make_generator(seed: int | None, index: int) -> torch.Generator | None:
+    """The generator of choice ``index``; seeded requests are reproducible per choice."""
+    if seed is None:
+        return None  # torch's global RNG
+    gen = torch.Generator()
+    gen.manual_seed((int(seed) + index) & 0xFFFF_FFFF_FFFF_FFFF)
+    return gen
+
+
+def _bad(param: str, message: str) -> InvalidRequest:
+    return InvalidRequest(message, param=param, code="invalid_value")
+
+
+def _check_finite(name: str, value: float, lo: float, hi: float, lo_open: bool = False) -> None:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        raise _bad(name, f"{name} must be a number, got {value!r}")
+    if value < lo or value > hi or (lo_open and value == lo):
+        lo_s = f"({lo}" if lo_open else f"[{lo}"
+        raise _bad(name, f"{name} must be in {lo_s}, {hi}], got {value}")
+
+
+def validate(prompt_ids: list[int], params: SamplingParams, *, vocab_size: int,
+             max_model_len: int, prompt_param: str = "prompt") -> None:
+    """Raise :class:`InvalidRequest` (with ``param`` set) for anything the engine cannot run."""
+    if not prompt_ids:
+        raise _bad(prompt_param, f"{prompt_param} must contain at least one token")
+    for t in prompt_ids:
+        if isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < vocab_size:
+            raise _bad(prompt_param, f"token id {t!r} in {prompt_param} is out of range "
+                                     f"[0, {vocab_size})")
+    p = params
+    if p.max_tokens is not None and (not isinstance(p.max_tokens, int) or p.max_tokens < 1):
+        raise _bad("max_tokens", f"max_tokens must be at least 1, got {p.max_tokens!r}")
+    _check_finite("temperature", p.temperature, 0.0, 100.0)
+    _check_finite("top_p", p.top_p, 0.0, 1.0, lo_open=True)
+    if not isinstance(p.top_k, int) or p.top_k < -1:
+        raise _bad("top_k", f"top_k must be -1, 0 (disabled) or positive, got {p.top_k!r}")
+    _check_finite("min_p", p.min_p, 0.0, 1.0)
+    _check_finite("repetition_penalty", p.repetition_penalty, 0.0, 100.0, lo_open=True)
+    _check_finite("presence_penalty", p.presence_penalty, -2.0, 2.0)
+    _check_finite("frequency_penalty", p.frequency_penalty, -2.0, 2.0)
+    for token, bias in p.logit_bias.items():
+        if isinstance(token, bool) or not isinstance(token, int) or not 0 <= token < vocab_size:
+            raise _bad("logit_bias", f"logit_bias token id {token!r} is out of range "
+                                     f"[0, {vocab_size})")
+        _check_finite("logit_bias", bias, -100.0, 100.0)
+    if p.seed is not None and (isinstance(p.seed, bool) or not isinstance(p.seed, int)):
+        raise _bad("seed", f"seed must be an integer, got {p.seed!r}")
+    if any(not isinstance(s, str) or not s for s in p.stop):
+        raise _bad("stop", "stop must be a list of non-empty strings")
+    for t in p.stop_token_ids:
+        if isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < vocab_size:
+            raise _bad("stop_token_ids", f"stop token id {t!r} is out of range [0, {vocab_size})")
+    if not isinstance(p.min_tokens, int) or p.min_tokens < 0:
+        raise _bad("min_tokens", f"min_tokens must be >= 0, got {p.min_tokens!r}")
+    if p.max_tokens is not None and p.min_tokens > p.max_tokens:
+        raise _bad("min_tokens", f"min_tokens ({p.min_tokens}) must not exceed max_tokens "
+                                 f"({p.max_tokens})")
+    if p.logprobs is not None and (not isinstance(p.logprobs, int)
+                                   or not 0 <= p.logprobs <= MAX_LOGPROBS):
+        raise _bad("logprobs", f"logprobs must be between 0 and {MAX_LOGPROBS}, "
+                               f"got {p.logprobs!r}")
+    if not isinstance(p.n, int) or not 1 <= p.n <= MAX_N:
+        raise _bad("n", f"n must be between 1 and {MAX_N}, got {p.n!r}")
+    requested = len(prompt_ids) + (p.max_tokens or 0)
+    if len(prompt_ids) >= max_model_len or requested > max_model_len:
+        raise InvalidRequest(
+            f"This model's maximum context length is {max_model_len} tokens. However, you "
+            f"requested {requested} tokens ({len(prompt_ids)} in the messages, "
+            f"{p.max_tokens or 0} in the completion). Please reduce the length of the messages "
+            f"or completion.", param=prompt_param, code="context_length_exceeded")
+
+
+def make_request(request_id: str, prompt_ids: list[int], params: SamplingParams,
+                 tokenizer: Tokenizer, max_model_len: int, next_seq_id) -> Request:
+    """Build the request's ``n`` sequences (assumes :func:`validate` passed)."""
+    budget = max_model_len - len(prompt_ids)
+    max_tokens = budget if params.max_tokens is None else min(params.max_tokens, budget)
+    seqs = []
+    for index in range(params.n):
+        seq = Sequence(seq_id=next_seq_id(), token_ids=list(prompt_ids),
+                       num_prompt_tokens=len(prompt_ids), max_tokens=max_tokens,
+                       arrival_time=time.monotonic())
+        checker = StopChecker(tokenizer.detokenizer(prompt_ids), stop=params.stop,
+                              stop_token_ids=params.stop_token_ids, eos_ids=tokenizer.eos_ids,
+                              ignore_eos=params.ignore_eos, max_tokens=max_tokens)
+        seqs.append(SeqState(index, seq, checker, make_generator(params.seed, index)))
+    return Request(request_id, list(prompt_ids), params, seqs)
+
+
+__all__ = ["Request", "SeqState", "TokenLogprob", "make_request", "validate"]

@@ -1,0 +1,134 @@
+"""Turn a step's logits into next tokens, one row per sequence, honouring each row's settings.
+
+Order of transforms for one row (the same as vLLM / Hugging Face):
+
+1. ``logit_bias`` (OpenAI: added to the logits);
+2. ``min_tokens``: EOS and ``stop_token_ids`` are masked until the sequence has that many tokens;
+3. repetition penalty (Hugging Face semantics, over prompt + output tokens: positive logits are
+   divided by the penalty, negative ones multiplied);
+4. presence / frequency penalties (OpenAI semantics, over output tokens only:
+   ``logit -= frequency * count + presence * (count > 0)``);
+5. ``temperature == 0`` -> greedy argmax; otherwise divide by the temperature, then top-k,
+   top-p (nucleus) and min-p filtering, and draw from the row's own ``torch.Generator``.
+
+**Logprobs** are the log-softmax of the model's *raw* logits (before any of the transforms
+above), as OpenAI reports them: they describe the model, not the sampling settings, and they do
+not change when a client changes ``temperature``.
+
+Rows never read each other's data, so a row's token depends only on its logits and its own
+generator: a seeded request samples the same text whatever else is in the batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from forge_kernel.engine.types import SamplingParams, TokenLogprob
+
+_GREEDY_EPS = 1e-5
+
+
+@dataclass(slots=True)
+class SamplingRow:
+    """What the sampler needs to know about one sequence this step."""
+
+    params: SamplingParams
+    prompt_ids: Sequence[int]
+    output_ids: Sequence[int]
+    generator: torch.Generator | None
+    eos_ids: frozenset[int] = field(default_factory=frozenset)
+
+
+def _needs_processing(p: SamplingParams, num_output: int) -> bool:
+    return bool(p.logit_bias) or num_output < p.min_tokens or p.repetition_penalty != 1.0 \
+        or p.presence_penalty != 0.0 or p.frequency_penalty != 0.0
+
+
+def process_logits(logits: torch.Tensor, row: SamplingRow) -> torch.Tensor:
+    """Apply bias, min-tokens masking and penalties to one row ``[V]`` (returns a new tensor)."""
+    p = row.params
+    x = logits.clone()  # [V]
+    vocab = x.shape[0]
+    if p.logit_bias:
+        ids = torch.tensor([t for t in p.logit_bias if 0 <= t < vocab], dtype=torch.long)
+        if ids.numel():
+            x[ids] += torch.tensor([p.logit_bias[int(t)] for t in ids], dtype=x.dtype)
+    if len(row.output_ids) < p.min_tokens:
+        banned = [t for t in (*row.eos_ids, *p.stop_token_ids) if 0 <= t < vocab]
+        if banned:
+            x[torch.tensor(banned, dtype=torch.long)] = float("-inf")
+    if p.repetition_penalty != 1.0:
+        seen = torch.tensor(sorted({*row.prompt_ids, *row.output_ids}), dtype=torch.long)
+        if seen.numel():
+            vals = x[seen]
+            x[seen] = torch.where(vals > 0, vals / p.repetition_penalty,
+                                  vals * p.repetition_penalty)
+    if (p.presence_penalty or p.frequency_penalty) and len(row.output_ids):
+        out = torch.tensor(list(row.output_ids), dtype=torch.long)
+        counts = torch.bincount(out, minlength=vocab)[:vocab].to(x.dtype)  # [V]
+        x -= p.frequency_penalty * counts + p.presence_penalty * (counts > 0).to(x.dtype)
+    return x
+
+
+def sample_row(x: torch.Tensor, params: SamplingParams,
+               generator: torch.Generator | None) -> int:
+    """Draw one token from processed logits ``x [V]`` (greedy when temperature is 0)."""
+    if params.temperature < _GREEDY_EPS:
+        return int(torch.argmax(x))
+    x = x / params.temperature
+    vocab = x.shape[0]
+    k = params.top_k if 0 < params.top_k < vocab else vocab
+    if k < vocab or params.top_p < 1.0:
+        # Only the candidate set needs sorting: top-k first keeps top-p cheap on big vocabs.
+        vals, idx = torch.topk(x, k) if k < vocab else torch.sort(x, descending=True)  # [k]
+        if params.top_p < 1.0:
+            probs = torch.softmax(vals, dim=-1)
+            # keep the smallest prefix whose mass reaches top_p (always at least one token)
+            cum = torch.cumsum(probs, dim=-1)
+            keep = (cum - probs) < params.top_p
+            vals, idx = vals[keep], idx[keep]
+    else:
+        vals, idx = x, None
+    probs = torch.softmax(vals, dim=-1)
+    if params.min_p > 0.0:
+        probs = torch.where(probs >= params.min_p * probs.max(), probs, torch.zeros_like(probs))
+    choice = int(torch.multinomial(probs, 1, generator=generator))
+    return choice if idx is None else int(idx[choice])
+
+
+def sample(logits: torch.Tensor, rows: Sequence[SamplingRow]) -> list[tuple[int, TokenLogprob | None]]:
+    """Sample one token per row of ``logits [N, V]``; return ``(token, logprob or None)``."""
+    assert logits.shape[0] == len(rows), (logits.shape, len(rows))
+    logits = logits.float()
+    # Greedy rows with no processing are the common serving case: one batched argmax.
+    plain_greedy = [i for i, r in enumerate(rows)
+                    if r.params.temperature < _GREEDY_EPS
+                    and not _needs_processing(r.params, len(r.output_ids))]
+    tokens: list[int | None] = [None] * len(rows)
+    if plain_greedy:
+        picked = torch.argmax(logits[plain_greedy], dim=-1).tolist()
+        for i, t in zip(plain_greedy, picked, strict=True):
+            tokens[i] = int(t)
+    for i, row in enumerate(rows):
+        if tokens[i] is not None:
+            continue
+        x = logits[i]
+        if _needs_processing(row.params, len(row.output_ids)):
+            x = process_logits(x, row)
+        tokens[i] = sample_row(x, row.params, row.generator)
+    want = [i for i, r in enumerate(rows) if r.params.logprobs is not None]
+    results: list[tuple[int, TokenLogprob | None]] = [(int(t), None) for t in tokens]
+    if want:
+        logp = torch.log_softmax(logits[want], dim=-1)  # [W, V] raw model distribution
+        for j, i in enumerate(want):
+            k = rows[i].params.logprobs or 0
+            tok = int(tokens[i])
+            top: list[tuple[int, float]] = []
+            if k > 0:
+                vals, idx = torch.topk(logp[j], k)
+                top = [(int(a), float(b)) for a, b in zip(idx.tolist(), vals.tolist(), strict=True)]
+            results[i] = (tok, TokenLogprob(tok, float(logp[j, tok]), top))
+    return results
