@@ -88,8 +88,9 @@ class NaiveKVCache(KVCache):
                               f"{self.free_tokens()} free of {self._capacity}")
         if buf is None:
             buf = self._seqs[seq_id] = _SeqBuffer(self.spec, max(16, total_tokens))
-        # Doubling keeps decode's one-token growth amortized O(1).
-        buf.ensure_rows(min(self.spec.max_model_len, max(total_tokens, 2 * buf.k.shape[1])))
+        elif total_tokens > buf.k.shape[1]:
+            # Doubling keeps decode's one-token growth amortized O(1).
+            buf.ensure_rows(min(self.spec.max_model_len, max(total_tokens, 2 * buf.k.shape[1])))
         buf.reserved = total_tokens
 
     def free(self, seq_id: int) -> None:

@@ -153,3 +153,5 @@ def test_growth_preserves_earlier_tokens():
                                  sliding_window=16))
     torch.testing.assert_close(torch.cat(outs), reference(q, k, v, 0.2, window=16),
                                rtol=1e-5, atol=1e-5)
+    # Growth is by doubling, only when needed (not on every allocate call).
+    assert cache._seqs[0].k.shape[1] == 64
