@@ -164,8 +164,13 @@ class LLMEngine:
             self._stats.num_preemptions += 1
         for seq in getattr(out, "rejected", None) or ():
             events.extend(self._reject(seq))
-        if out.chunks:
-            events.extend(self._run(out.chunks))
+        chunks = out.chunks
+        if out.preempted:
+            # Defensive: a sequence evicted this step must not also run this step.
+            evicted = {id(seq) for seq in out.preempted}
+            chunks = [c for c in chunks if id(c.seq) not in evicted]
+        if chunks:
+            events.extend(self._run(chunks))
         self._refresh_stats()
         return events
 
