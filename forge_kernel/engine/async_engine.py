@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Future
 from typing import Any
@@ -164,7 +165,10 @@ class AsyncEngine:
                         return
                     events.extend(self._run_command(cmd))
                 if engine.has_unfinished():
+                    steps = engine.stats().num_steps
                     events.extend(engine.step())
+                    if engine.stats().num_steps == steps and not events:
+                        time.sleep(0.001)  # nothing could run (waiting on KV): do not spin
                 if events:
                     self._deliver(events)
         except BaseException as exc:  # noqa: BLE001 - report to every waiting stream

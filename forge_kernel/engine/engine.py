@@ -104,13 +104,21 @@ class LLMEngine:
             raise InvalidRequest(f"request id {request_id!r} is already in use",
                                  param="request_id")
         self.validate(prompt_ids, params, prompt_param)
-        req = make_request(request_id, list(prompt_ids), params, self.tokenizer,
-                           self.max_model_len, lambda: next(self._seq_ids))
+        # A sequence must fit in the cache alone, or it would be preempted forever.
+        fit = min(self.max_model_len, self.kv_cache.capacity_tokens())
+        if len(prompt_ids) >= fit:
+            raise InvalidRequest(
+                f"the prompt has {len(prompt_ids)} tokens but the KV cache holds only {fit}; "
+                f"shorten the {prompt_param} or start the server with more KV blocks",
+                param=prompt_param, code="context_length_exceeded")
+        req = make_request(request_id, list(prompt_ids), params, self.tokenizer, fit,
+                           lambda: next(self._seq_ids))
         self._requests[request_id] = req
         for state in req.seqs:
             self._by_seq[state.seq.seq_id] = (req, state)
             self.scheduler.add(state.seq)
         self._stats.prompt_tokens_total += len(prompt_ids)
+        self._refresh_stats()
 
     def abort(self, request_id: str) -> list[Event]:
         """Drop a request wherever it is and free its KV; returns its final ``"abort"`` events
@@ -124,6 +132,7 @@ class LLMEngine:
                 self.scheduler.abort(state.seq.seq_id)
                 state.stop.abort()
                 events.append(self._finish_seq(req, state, "abort", ""))
+        self._refresh_stats()
         return events
 
     def has_unfinished(self) -> bool:
