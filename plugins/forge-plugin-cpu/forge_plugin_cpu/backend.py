@@ -21,8 +21,8 @@ if TYPE_CHECKING:
     from forge_kernel.interfaces.model import WeightTensor
 
 PRECISIONS = ("int8", "exact")
-"""``int8`` (default, fast): matrices re-quantized to int8 with one scale per row, decode by a
-numba kernel, prefill by a bf16 GEMM. ``exact``: every weight dequantized to float32
+"""``int8`` (default, fast): matrices re-quantized to int8 with one scale per 32 columns, decode
+by a numba kernel, prefill by a bf16 GEMM. ``exact``: every weight dequantized to float32
 (bit-for-bit the loader's dequantization), ``F.linear`` in float32. Use ``exact`` for
 correctness tests against a float32 reference."""
 
@@ -84,7 +84,7 @@ class CpuBackend(Backend):
 
     def describe(self) -> str:
         if self.precision == "int8":
-            kernels = "int8 per-row weights: numba GEMV decode, bf16 GEMM prefill"
+            kernels = "int8 weights (32-column blocks): numba GEMV decode, bf16 GEMM prefill"
         else:
             kernels = "float32 weights, F.linear"
         return f"cpu: {self.threads} threads, {kernels}"

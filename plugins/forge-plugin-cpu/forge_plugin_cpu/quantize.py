@@ -1,8 +1,16 @@
-"""Per-output-channel symmetric int8 re-quantization of GGUF weights (the fast path's form).
+"""Block-wise int8 form of GGUF weights (the fast path's in-memory form).
 
-``w[n, k] ~= scale[n] * q[n, k]`` with ``scale[n] = max_k |w[n, k]| / 127``. This adds one
-rounding step on top of the file's own quantization (at most ``scale[n] / 2`` per element); the
-exact float32 path stays available as ``precision="exact"``.
+``w[n, k] = scale[n, k >> shift] * q[n, k]``, q in int8.
+
+* **Lossless** for the symmetric GGUF types whose levels fit int8: Q8_0, Q5_0, Q4_0 (32-column
+  groups, scale = the block's float16 ``d``) and Q6_K (16-column groups, scale = ``d * sc``). The
+  scales are read from the block headers and ``q = w / scale`` is integral.
+* **Re-quantized** otherwise (Q4_K, Q5_K, Q2_K, Q3_K, Q4_1, Q5_1 have per-block minimums; float
+  types): symmetric int8 per 32 columns, ``scale = max|w| / 127``, which adds at most
+  ``max|block| / 254`` per weight, ~1/16 of a 4-bit step. Rows not a multiple of 32 long get one
+  scale per row.
+
+The exact float32 path stays available as ``precision="exact"``.
 """
 
 from __future__ import annotations
@@ -10,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 
 from forge_plugin_cpu.dequant import iter_row_chunks
@@ -17,35 +26,99 @@ from forge_plugin_cpu.dequant import iter_row_chunks
 if TYPE_CHECKING:
     from forge_kernel.interfaces.model import WeightTensor
 
+GROUP_SHIFT = 5
+"""log2 of the group size (32)."""
+ROW_SHIFT = 40
+"""``k >> ROW_SHIFT == 0`` for every column: one scale per row."""
+
 
 @dataclass(slots=True, weakref_slot=True)
 class Int8Matrix:
-    """An int8 matrix with one float32 scale per row."""
+    """An int8 matrix with one float32 scale per group of ``2**shift`` columns."""
 
     q: torch.Tensor  # [N, K] int8
-    scale: torch.Tensor  # [N] float32
+    scale: torch.Tensor  # [N, K >> shift] float32 (one column when shift == ROW_SHIFT)
+    shift: int
 
     @property
     def nbytes(self) -> int:
         """Bytes read when the whole matrix is streamed once."""
         return self.q.numel() + self.scale.numel() * 4
 
+    def to_dtype(self, dtype: torch.dtype) -> torch.Tensor:
+        """The dequantized matrix ``[N, K]`` in ``dtype`` (a temporary for prefill GEMMs)."""
+        rows, cols = self.q.shape
+        groups = self.scale.shape[1]
+        w = self.q.view(rows, groups, cols // groups).to(torch.float32) * self.scale[:, :, None]
+        return w.view(rows, cols).to(dtype)
 
-def quantize_rows(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Symmetric per-row int8 of a float32 ``[rows, K]`` block."""
-    amax = w.abs().amax(dim=1)  # [rows]
+
+def quantize_rows(w: torch.Tensor, shift: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric int8 of a float32 ``[rows, K]`` block, one scale per ``2**shift`` columns."""
+    rows, cols = w.shape
+    groups = 1 if shift == ROW_SHIFT else cols >> shift
+    g = w.view(rows, groups, cols // groups)
+    amax = g.abs().amax(dim=2)  # [rows, groups]
     scale = torch.where(amax > 0, amax / 127.0, torch.ones_like(amax))
-    q = torch.round(w / scale[:, None]).clamp_(-127, 127).to(torch.int8)
-    return q, scale.to(torch.float32)
+    q = torch.round(g / scale[:, :, None]).clamp_(-127, 127).to(torch.int8)
+    return q.view(rows, cols), scale.to(torch.float32)
+
+
+# type -> (block columns, block bytes, scale-group shift, offset of float16 d, Q6_K-style scales)
+_LOSSLESS = {
+    "Q8_0": (32, 34, 5, 0, False),
+    "Q5_0": (32, 22, 5, 0, False),
+    "Q4_0": (32, 18, 5, 0, False),
+    "Q6_K": (256, 210, 4, 208, True),
+}
+
+
+def _block_scales(weight: WeightTensor) -> tuple[torch.Tensor, int] | None:
+    """Per-group float32 scales read from the raw blocks of a lossless type, else None."""
+    spec = _LOSSLESS.get(weight.qtype)
+    data = weight.data
+    rows, cols = weight.shape
+    if spec is None or getattr(data, "ndim", 0) != 2 or cols % spec[0]:
+        return None
+    block_cols, block_bytes, shift, d_at, k_scales = spec
+    blocks = cols // block_cols
+    if data.shape != (rows, blocks * block_bytes) or str(data.dtype) != "uint8":
+        return None
+    raw = np.asarray(data).reshape(rows, blocks, block_bytes)  # [N, B, bytes], read-only view
+    d = np.ascontiguousarray(raw[:, :, d_at:d_at + 2]).view(np.float16).astype(np.float32)
+    if not k_scales:
+        return torch.from_numpy(d.reshape(rows, blocks)), shift  # [N, B]
+    sc = np.ascontiguousarray(raw[:, :, 192:208]).view(np.int8).astype(np.float32)  # [N, B, 16]
+    return torch.from_numpy((d * sc).reshape(rows, blocks * 16)), shift
 
 
 def to_int8(weight: WeightTensor) -> Int8Matrix:
-    """Dequantize ``weight`` chunk by chunk and re-quantize every row to int8."""
+    """The int8 form of ``weight``: lossless from the block headers where the type allows,
+    else dequantized chunk by chunk and re-quantized per 32 columns."""
+    exact = _block_scales(weight)
+    if exact is not None:
+        return _lossless(weight, *exact)
     rows, cols = weight.shape
+    shift = GROUP_SHIFT if cols % (1 << GROUP_SHIFT) == 0 else ROW_SHIFT
+    groups = 1 if shift == ROW_SHIFT else cols >> shift
     q = torch.empty((rows, cols), dtype=torch.int8)
-    scale = torch.empty(rows, dtype=torch.float32)
+    scale = torch.empty((rows, groups), dtype=torch.float32)
     for begin, end, block in iter_row_chunks(weight):
         if not torch.isfinite(block).all():
             raise ValueError(f"tensor {weight.name!r}: non-finite values, cannot use int8 weights")
-        q[begin:end], scale[begin:end] = quantize_rows(block)
-    return Int8Matrix(q, scale)
+        q[begin:end], scale[begin:end] = quantize_rows(block, shift)
+    return Int8Matrix(q, scale, shift)
+
+
+def _lossless(weight: WeightTensor, scale: torch.Tensor, shift: int) -> Int8Matrix:
+    rows, cols = weight.shape
+    groups = scale.shape[1]
+    safe = torch.where(scale != 0, scale, torch.ones_like(scale))
+    q = torch.empty((rows, cols), dtype=torch.int8)
+    for begin, end, block in iter_row_chunks(weight):
+        g = block.view(end - begin, groups, cols // groups) / safe[begin:end, :, None]
+        levels = torch.round(g)
+        if not torch.isfinite(levels).all() or levels.abs().max() > 127:
+            raise ValueError(f"tensor {weight.name!r}: {weight.qtype} block levels out of int8 range")
+        q[begin:end] = levels.view(end - begin, cols).to(torch.int8)
+    return Int8Matrix(q, scale.contiguous(), shift)

@@ -40,9 +40,10 @@ class TestCpuExact(BackendConformance):
 
 
 class TestCpuInt8(BackendConformance):
-    # Per-row int8 adds one rounding of at most max|row|/254 per weight; summed over the
-    # 512-long random rows this stays below ~1.5 % of the largest output (measured ~0.5-1 %).
-    rtol = 3e-2
+    # Block-32 int8 adds one rounding of at most max|block|/254 per weight, and prefill-sized
+    # inputs (T >= 8) go through a bf16 GEMM (8-bit mantissa activations); on 512-long random
+    # rows both stay below 1 % of the largest output (measured 0.3-0.6 %).
+    rtol = 1e-2
 
     @pytest.fixture(scope="class")
     @classmethod
