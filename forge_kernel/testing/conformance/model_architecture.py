@@ -87,6 +87,31 @@ def greedy(model: CausalLM, cache: KVCache, ids: Sequence[int], max_new_tokens: 
         pos += 1
 
 
+def greedy_batch(model: CausalLM, cache: KVCache, prompts: Sequence[Sequence[int]],
+                 max_new_tokens: int, num_chunks: int = 1) -> list[list[int]]:
+    """Greedy continuations of several prompts run together: every step carries one chunk of
+    each sequence (prefill split into ``num_chunks`` near-equal chunks), then all sequences
+    decode one token per step in a single batch. Sequence ``i`` uses seq_id ``i``."""
+    starts = [0] * len(prompts)
+    logits = None
+    for c in range(num_chunks):
+        pieces = []
+        for i, ids in enumerate(prompts):
+            end = len(ids) * (c + 1) // num_chunks
+            pieces.append((i, starts[i], ids[starts[i]:end], c == num_chunks - 1))
+            starts[i] = end
+        pieces = [p for p in pieces if p[2] or p[3]]
+        logits = step(model, cache, pieces)
+    outs: list[list[int]] = [[] for _ in prompts]
+    while True:
+        for i, row in enumerate(logits):
+            outs[i].append(int(row.argmax()))
+        if len(outs[0]) == max_new_tokens:
+            return outs
+        logits = step(model, cache, [(i, len(ids) + len(outs[i]) - 1, [outs[i][-1]], True)
+                                     for i, ids in enumerate(prompts)])
+
+
 def check_causal_lm(model: CausalLM, make_cache: CacheFactory, prompts: Sequence[Sequence[int]],
                     rtol: float = 1e-4, atol: float = 1e-4) -> None:
     """Assert chunk, batch and shape invariants on ``prompts`` (each at least 2 tokens)."""
