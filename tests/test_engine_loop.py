@@ -278,3 +278,10 @@ def test_request_larger_than_cache_fails_cleanly(tiny):
         tokens(engine, [1] * 60, SamplingParams(temperature=0.0, max_tokens=4))
     assert tokens(engine, [1, 4, 5], SamplingParams(temperature=0.0, max_tokens=4,
                                                     ignore_eos=True))
+
+
+def test_embeddings_do_not_depend_on_batch_and_free_kv(tiny):
+    engine = make_engine(tiny)
+    a, b = engine.embed([PROMPTS[0], PROMPTS[1]])
+    assert len(a) == 64 and engine.embed([PROMPTS[1]])[0] == pytest.approx(b, abs=1e-5)
+    assert engine.kv_cache.usage() == 0.0

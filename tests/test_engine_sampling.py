@@ -162,7 +162,7 @@ def test_held_suffix_length():
     ("top_k", -2), ("min_p", 2.0), ("repetition_penalty", 0.0), ("presence_penalty", 3.0),
     ("frequency_penalty", -2.5), ("max_tokens", 0), ("logprobs", 21), ("n", 0),
     ("min_tokens", -1), ("stop", [""]), ("stop_token_ids", [99]), ("logit_bias", {99: 1.0}),
-    ("logit_bias", {1: 200.0}), ("seed", 1.5),
+    ("logit_bias", {1: 200.0}), ("seed", 1.5), ("seed", 2**64),
 ])
 def test_validation_names_the_param(field, value):
     p = SamplingParams()

@@ -302,7 +302,10 @@ class LLMEngine:
                 batch = ForwardBatch(torch.tensor(ids, dtype=torch.long),
                                      torch.arange(len(ids), dtype=torch.long),
                                      [SequenceChunk(seq_id, 0, len(ids), False)])
-                vectors.append(self.model.embed(batch, self.kv_cache)[0].tolist())
+                # Through the class: forge-plugin-models' DecoderLM shadows the ``embed`` method
+                # with its embedding-table attribute of the same name.
+                pooled = type(self.model).embed(self.model, batch, self.kv_cache)  # [1, hidden]
+                vectors.append(pooled[0].tolist())
             finally:
                 self.kv_cache.free(seq_id)
         return vectors

@@ -108,8 +108,9 @@ def validate(prompt_ids: list[int], params: SamplingParams, *, vocab_size: int,
             raise _bad("logit_bias", f"logit_bias token id {token!r} is out of range "
                                      f"[0, {vocab_size})")
         _check_finite("logit_bias", bias, -100.0, 100.0)
-    if p.seed is not None and (isinstance(p.seed, bool) or not isinstance(p.seed, int)):
-        raise _bad("seed", f"seed must be an integer, got {p.seed!r}")
+    if p.seed is not None and (isinstance(p.seed, bool) or not isinstance(p.seed, int)
+                               or not -(2**63) <= p.seed < 2**63):
+        raise _bad("seed", f"seed must be a 64-bit signed integer, got {p.seed!r}")
     if any(not isinstance(s, str) or not s for s in p.stop):
         raise _bad("stop", "stop must be a list of non-empty strings")
     for t in p.stop_token_ids:
