@@ -10,7 +10,6 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -19,6 +18,7 @@ from forge_kernel.engine.request import Request, SeqState, make_request, validat
 from forge_kernel.engine.sampler import SamplingRow, sample
 from forge_kernel.engine.types import (
     CompletionDelta,
+    EngineStats,
     InvalidRequest,
     RequestMetrics,
     SamplingParams,
@@ -35,24 +35,6 @@ the request was dropped with that error (no further events follow)."""
 
 class RequestFailed(RuntimeError):
     """A queued request could not be served (e.g. the scheduler rejected it)."""
-
-
-@dataclass(slots=True)
-class EngineStats:
-    """A snapshot of the engine's load, safe to read from any thread."""
-
-    num_running: int = 0
-    num_waiting: int = 0
-    kv_usage: float = 0.0
-    num_preemptions: int = 0
-    prompt_tokens_total: int = 0
-    generation_tokens_total: int = 0
-    num_requests: int = 0
-    """Requests in flight."""
-    num_requests_finished: int = 0
-    kv_capacity_tokens: int = 0
-    kv_free_tokens: int = 0
-    num_steps: int = 0
 
 
 class LLMEngine:

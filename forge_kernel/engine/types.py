@@ -104,3 +104,22 @@ class RequestMetrics:
     @property
     def e2e_latency(self) -> float:
         return self.finish_time - self.arrival_time
+
+
+@dataclass(slots=True)
+class EngineStats:
+    """A snapshot of the engine's load (``engine.stats()``), safe to read from any thread;
+    metrics and health endpoints read it at scrape time."""
+
+    num_running: int = 0
+    num_waiting: int = 0
+    kv_usage: float = 0.0
+    num_preemptions: int = 0
+    prompt_tokens_total: int = 0
+    generation_tokens_total: int = 0
+    num_requests: int = 0
+    """Requests in flight."""
+    num_requests_finished: int = 0
+    kv_capacity_tokens: int = 0
+    kv_free_tokens: int = 0
+    num_steps: int = 0
