@@ -56,6 +56,9 @@ class LLMEngine:
         self._by_seq: dict[int, tuple[Request, SeqState]] = {}
         self._seq_ids = itertools.count(1)
         self._observers: list[Callable[[RequestMetrics], None]] = []
+        self._prefix_caching = (type(kv_cache).match_prefix is not KVCache.match_prefix
+                                and getattr(getattr(kv_cache, "config", None),
+                                            "enable_prefix_caching", True))
         self._stats = EngineStats(kv_capacity_tokens=kv_cache.capacity_tokens(),
                                   kv_free_tokens=kv_cache.free_tokens())
 
@@ -98,7 +101,12 @@ class LLMEngine:
         self._requests[request_id] = req
         for state in req.seqs:
             self._by_seq[state.seq.seq_id] = (req, state)
+        # With a prefix cache, choices 1..n-1 join once choice 0's prompt is cached, so the
+        # prompt is computed once and its blocks are shared instead of recomputed n times.
+        delay = len(req.seqs) > 1 and self._prefix_caching
+        for state in req.seqs[:1] if delay else req.seqs:
             self.scheduler.add(state.seq)
+        req.held_back = req.seqs[1:] if delay else []
         self._stats.prompt_tokens_total += len(prompt_ids)
         self._refresh_stats()
 
@@ -205,6 +213,10 @@ class LLMEngine:
                 req.token_times.append(now)
             if req.first_token_time is None:
                 req.first_token_time = now
+            if state.index == 0 and req.held_back:
+                for sibling in req.held_back:
+                    self.scheduler.add(sibling.seq)
+                req.held_back = []
             step = state.stop.add(token)
             delta = CompletionDelta(state.index, step.text, [token],
                                     [logprob] if logprob is not None else None)

@@ -48,6 +48,8 @@ class Request:
     first_token_time: float | None = None
     token_times: list[float] = field(default_factory=list)
     """Times choice 0 produced tokens (for inter-token latency metrics)."""
+    held_back: list[SeqState] = field(default_factory=list)
+    """Choices not yet given to the scheduler (they wait for choice 0's prompt to be cached)."""
 
     @property
     def finished(self) -> bool:
