@@ -130,21 +130,31 @@ class NaiveKVCache(KVCache):
             keys[chunk.start_pos:stop] = k[begin:end]
             values[chunk.start_pos:stop] = v[begin:end]
             out[begin:end] = attention(q[begin:end], keys[:stop], values[:stop],
-                                       batch.positions[begin:end], scale=scale,
+                                       chunk.start_pos, scale=scale,
                                        sliding_window=sliding_window, logit_softcap=logit_softcap)
         return out
 
 
-def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, q_pos: torch.Tensor, *,
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, first_pos: int, *,
               scale: float, sliding_window: int | None = None,
               logit_softcap: float | None = None) -> torch.Tensor:
-    """Attention of queries ``q [n, H, D]`` at absolute positions ``q_pos [n]`` over keys and
-    values ``[S, KV, D]`` at positions ``0..S-1``. Returns ``[n, H, D]``."""
-    kv_pos = torch.arange(k.shape[0], device=q.device)
-    delta = q_pos.to(kv_pos.device)[:, None] - kv_pos[None, :]  # [n, S]
-    allowed = delta >= 0
+    """Attention of queries ``q [n, H, D]`` at positions ``first_pos .. first_pos + n - 1`` over
+    keys and values ``[S, KV, D]`` at positions ``0 .. S-1`` (``S = first_pos + n``).
+    Returns ``[n, H, D]``."""
+    n = q.shape[0]
+    lo = 0
     if sliding_window is not None:
-        allowed &= delta < sliding_window
+        # Keys older than the first query's window are invisible to every query of the chunk.
+        lo = max(0, first_pos - sliding_window + 1)
+        k, v = k[lo:], v[lo:]
+    allowed = None  # a single query sees every key left after the window cut
+    if n > 1:
+        kv_pos = torch.arange(lo, lo + k.shape[0], device=q.device)
+        q_pos = torch.arange(first_pos, first_pos + n, device=q.device)
+        delta = q_pos[:, None] - kv_pos[None, :]  # [n, S]
+        allowed = delta >= 0
+        if sliding_window is not None:
+            allowed &= delta < sliding_window
     qh = q.transpose(0, 1)  # [H, n, D]
     kh, vh = k.transpose(0, 1), v.transpose(0, 1)  # [KV, S, D]
     groups = q.shape[1] // k.shape[1]
@@ -157,6 +167,7 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, q_pos: torch.Te
         vh = vh.repeat_interleave(groups, dim=0)
     scores = torch.matmul(qh, kh.transpose(1, 2)) * scale  # [H, n, S]
     scores = torch.tanh(scores / logit_softcap) * logit_softcap
-    scores = scores.masked_fill(~allowed, float("-inf"))
+    if allowed is not None:
+        scores = scores.masked_fill(~allowed, float("-inf"))
     probs = torch.softmax(scores.float(), dim=-1).to(vh.dtype)
     return torch.matmul(probs, vh).transpose(0, 1)

@@ -20,6 +20,9 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
 
     Canonical norm weights already include Gemma's ``+1``, so one formula serves every family.
     """
+    if x.dtype == torch.float32:
+        # Same arithmetic in one call (bit-identical on CPU, fewer dispatches per layer).
+        return F.rms_norm(x, (x.shape[-1],), weight, eps)
     xf = x.float()
     normed = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)
     return (normed * weight).to(x.dtype)
