@@ -7,7 +7,7 @@ every architecture must keep, whatever its numerics:
 * chunked prefill gives the same next-token logits as one pass;
 * a batch of sequences gives each the logits it gets alone;
 * ``needs_logits=False`` chunks produce no row;
-* logits are float32 ``[rows, vocab_size]``.
+* logits are float32 ``[rows, vocab_size]`` and writable in place.
 """
 
 from __future__ import annotations
@@ -122,6 +122,7 @@ def check_causal_lm(model: CausalLM, make_cache: CacheFactory, prompts: Sequence
     for ids in prompts:
         whole = prefill(model, make_cache(), ids)
         assert whole.dtype == torch.float32 and tuple(whole.shape) == (vocab,), whole.shape
+        whole.add_(0.0)  # samplers edit logits in place: no inference-mode tensors
         half = len(ids) // 2
         chunked = prefill(model, make_cache(), ids, chunk_sizes=[half, len(ids) - half])
         torch.testing.assert_close(chunked, whole, rtol=rtol, atol=atol,

@@ -135,7 +135,9 @@ class DecoderLM(CausalLM):
                            head_dim=cfg.head_dim, dtype=self.dtype, device=self.backend.device,
                            max_model_len=cfg.context_length)
 
-    @torch.inference_mode()
+    # no_grad rather than inference_mode: callers (samplers, logits processors) may modify the
+    # returned logits in place, which inference tensors forbid outside inference mode.
+    @torch.no_grad()
     def hidden_states(self, batch: ForwardBatch, kv_cache: KVCache) -> torch.Tensor:
         """Final hidden states ``[T, hidden]`` before the output norm, for every token."""
         cfg, spec = self.config, self.spec
@@ -170,7 +172,7 @@ class DecoderLM(CausalLM):
             x = x + out
         return x
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def forward(self, batch: ForwardBatch, kv_cache: KVCache) -> torch.Tensor:
         rows = [end - 1 for chunk, _, end in batch.iter_spans() if chunk.needs_logits]
         x = self.hidden_states(batch, kv_cache)
@@ -184,7 +186,7 @@ class DecoderLM(CausalLM):
             logits = torch.tanh(logits / cap) * cap
         return logits
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def embed(self, batch: ForwardBatch, kv_cache: KVCache) -> torch.Tensor:
         """Mean of the output-normed hidden states of each chunk ``[num_chunks, hidden]``."""
         x = rms_norm(self.hidden_states(batch, kv_cache), self.output_norm, self.eps).float()
