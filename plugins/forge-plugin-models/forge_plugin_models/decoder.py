@@ -93,7 +93,7 @@ class DecoderLM(CausalLM):
         hidden, inter, hd = cfg.hidden_size, cfg.intermediate_size, cfg.head_dim
         q_dim, kv_dim = cfg.num_heads * hd, cfg.num_kv_heads * hd
         embd = tensor("token_embd.weight", (cfg.vocab_size, hidden))
-        self.embed = backend.embedding(embd)
+        self.tok_embed = backend.embedding(embd)
         # Tied head: the same WeightTensor, so the backend may share memory with the embedding.
         head = optional("output.weight", (cfg.vocab_size, hidden))
         self.lm_head = backend.linear(head if head is not None else embd)
@@ -143,7 +143,7 @@ class DecoderLM(CausalLM):
         cfg, spec = self.config, self.spec
         nh, nkv, hd = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
         T = batch.token_ids.shape[0]
-        x = self.embed(batch.token_ids).to(self.dtype)  # [T, hidden]
+        x = self.tok_embed(batch.token_ids).to(self.dtype)  # [T, hidden]
         if self.embed_scale is not None:
             x = x * self.embed_scale
         positions = batch.positions.to(torch.long)

@@ -71,3 +71,22 @@ def test_missing_tensor_and_bad_shape_name_the_problem(backend):
                                                          w.decoder)
     with pytest.raises(ModelFormatError, match=r"blk.0.ffn_up.weight.*\(95, 64\).*\(96, 64\)"):
         build_causal_lm(source, backend)
+
+
+@pytest.mark.parametrize("case", ["llama", "gemma3"])
+def test_embed_is_mean_of_final_hidden_states(case, backend):
+    from forge_kernel.interfaces.model import ForwardBatch, SequenceChunk
+
+    hf = make_hf(case)
+    ours = build_causal_lm(hf_source(hf), backend)
+    a, b = PROMPTS[0], PROMPTS[3]
+    cache = naive_cache_factory(ours)()
+    cache.allocate(0, len(a))
+    cache.allocate(1, len(b))
+    batch = ForwardBatch(torch.tensor(a + b), torch.tensor([*range(len(a)), *range(len(b))]),
+                         [SequenceChunk(0, 0, len(a)), SequenceChunk(1, 0, len(b))])
+    got = ours.embed(batch, cache)
+    with torch.no_grad():
+        ref = [hf(torch.tensor([ids]), output_hidden_states=True).hidden_states[-1][0].mean(0)
+               for ids in (a, b)]
+    torch.testing.assert_close(got, torch.stack(ref), **TOL)
