@@ -45,7 +45,7 @@ def load(model_path: Path, threads: int, precision: str):
         sys.path.insert(0, str(Path(__file__).parent))
         from gguf_source import gemma3_source
 
-        source, how = gemma3_source(model_path), "gguf-py fallback"
+        source, how = gemma3_source(model_path), "lean GGUF fallback reader"
     backend = host.registry.create("backend", "cpu", threads=threads, precision=precision)
     model = modeling.build_causal_lm(source, backend)
     return host, source, backend, model, how
@@ -105,7 +105,7 @@ def run(model, kv_cache_factory, prompt: int, gen: int, seed: int, on_decode=Non
     kv = kv_cache_factory()
     g = torch.Generator().manual_seed(seed)
     ids = torch.randint(10, model.config.vocab_size - 10, (prompt,), generator=g)
-    kv.allocate(0, prompt + gen)
+    kv.allocate(0, prompt + gen + 1)
     t0 = time.perf_counter()
     logits = model.forward(ForwardBatch(ids, torch.arange(prompt), [SequenceChunk(0, 0, prompt)]), kv)
     t1 = time.perf_counter()
@@ -122,18 +122,27 @@ def run(model, kv_cache_factory, prompt: int, gen: int, seed: int, on_decode=Non
 
 
 def peer(model_path: Path, threads: int, prompt: int, gen: int, repeat: int) -> dict | None:
+    """Run llama-bench on the same file; its peak RSS is sampled from /proc while it runs."""
     if not PEER.exists():
         return None
     cmd = [str(PEER), "-m", str(model_path), "-t", str(threads), "-p", str(prompt),
            "-n", str(gen), "-r", str(repeat), "-o", "json"]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    if out.returncode != 0:
-        print(f"llama-bench failed ({out.returncode}): {out.stderr[-500:]}", file=sys.stderr)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    peak_kb = 0
+    status = Path(f"/proc/{proc.pid}/status")
+    while proc.poll() is None:
+        try:
+            hwm = [ln for ln in status.read_text().splitlines() if ln.startswith("VmHWM")]
+            peak_kb = max(peak_kb, int(hwm[0].split()[1])) if hwm else peak_kb
+        except (OSError, ValueError, IndexError):
+            pass
+        time.sleep(0.05)
+    stdout, stderr = proc.communicate()
+    if proc.returncode != 0:
+        print(f"llama-bench failed ({proc.returncode}): {stderr[-500:]}", file=sys.stderr)
         return None
-    result = {"rss_mb": after / 1024 if after > before else float("nan")}
-    for row in json.loads(out.stdout):
+    result = {"rss_mb": peak_kb / 1024 if peak_kb else float("nan")}
+    for row in json.loads(stdout):
         key = "pp" if row.get("n_prompt", 0) > 0 else "tg"
         result[key] = float(row["avg_ts"])
     return result
@@ -159,39 +168,48 @@ def main(argv: list[str] | None = None) -> None:
     t = time.perf_counter()
     host, source, backend, model, how = load(args.model, args.threads, args.precision)
     load_s = time.perf_counter() - t
+    rss_loaded, _ = rss_mb()
     from forge_kernel.interfaces.kv_cache import KVCacheConfig
 
     spec = model.kv_cache_spec()
     make_kv = lambda: host.registry.create(  # noqa: E731
         "kv_cache", "naive", spec, KVCacheConfig(memory_budget_bytes=64 << 20))
     run(model, make_kv, 16, 4, seed=0)  # warm-up: numba/oneDNN kernels, allocator
-    prefill, decode = [], []
+    prefill, decode, decode_ctx = [], [], []
     for r in range(args.repeat):
-        p, d, _ = run(model, make_kv, args.prompt, args.gen, seed=r + 1)
+        # pp: a prompt of --prompt tokens; tg: --gen tokens from a 1-token context (what
+        # llama-bench's tg measures); tg@ctx: the same after the --prompt-token prompt.
+        p, d_ctx, _ = run(model, make_kv, args.prompt, args.gen, seed=r + 1)
+        _, d, _ = run(model, make_kv, 1, args.gen, seed=r + 1)
         prefill.append(args.prompt / p)
         decode.append(args.gen / d)
+        decode_ctx.append(args.gen / d_ctx)
     rss_now, rss_peak = rss_mb()
     bpt = weight_bytes_per_token(model)
     roof = args.bandwidth * 1e9 / bpt
+    med = statistics.median
 
     print(f"model: {args.model.name} ({how}); backend: {backend.describe()}; load {load_s:.1f}s")
     print(f"weights streamed per decoded token: {bpt / 1e6:.1f} MB -> roofline "
           f"{roof:.0f} tok/s at {args.bandwidth:.0f} GB/s")
-    rows = [("forge", statistics.median(prefill), statistics.median(decode), rss_peak)]
+    pp, tg = f"pp{args.prompt}", f"tg{args.gen}"
+    rows = [("forge", med(prefill), med(decode), rss_peak)]
     if not args.no_peer:
         ref = peer(args.model, args.threads, args.prompt, args.gen, args.repeat)
         if ref:
             rows.append(("llama.cpp", ref.get("pp", float("nan")), ref.get("tg", float("nan")),
                          ref["rss_mb"]))
-    print(f"{'':10} {'pp' + str(args.prompt) + ' tok/s':>14} {'tg' + str(args.gen) + ' tok/s':>13}"
-          f" {'peak RSS MB':>12}")
-    for name, pp, tg, rss in rows:
-        print(f"{name:10} {pp:14.1f} {tg:13.1f} {rss:12.0f}")
+    print(f"{'':10} {pp + ' tok/s':>14} {tg + ' tok/s':>13} {'peak RSS MB':>12}")
+    for name, a, b, c in rows:
+        print(f"{name:10} {a:14.1f} {b:13.1f} {c:12.0f}")
     if len(rows) == 2:
-        f, l = rows
-        print(f"ratio      {f[1] / l[1]:14.2f} {f[2] / l[2]:13.2f} {f[3] / l[3]:12.2f}")
-    print(f"decode at {statistics.median(decode) / roof:.0%} of roofline; "
-          f"runs pp {[round(x) for x in prefill]} tg {[round(x, 1) for x in decode]}")
+        f, ll = rows
+        print(f"{'ratio':10} {f[1] / ll[1]:14.2f} {f[2] / ll[2]:13.2f} {f[3] / ll[3]:12.2f}")
+    print(f"forge: {tg} at {med(decode) / roof:.0%} of roofline; {tg} after a {args.prompt}-token "
+          f"prompt {med(decode_ctx):.1f} tok/s; RSS after load {rss_loaded:.0f} MB, at end "
+          f"{rss_now:.0f} MB")
+    print(f"runs: {pp} {[round(x) for x in prefill]} {tg} {[round(x, 1) for x in decode]} "
+          f"{tg}@{args.prompt} {[round(x, 1) for x in decode_ctx]}")
 
     if args.profile:
         profile(model, make_kv, args.gen)

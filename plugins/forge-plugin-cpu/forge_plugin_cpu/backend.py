@@ -10,7 +10,7 @@ import torch
 
 from forge_kernel.interfaces.backend import Backend
 from forge_plugin_cpu.dequant import dequantize_fp32, dequantize_fp32_chunked
-from forge_plugin_cpu.memory import release_file_pages
+from forge_plugin_cpu.memory import release_file_pages, trim_heap
 from forge_plugin_cpu.ops_fp32 import Fp32Embedding, Fp32Linear
 from forge_plugin_cpu.ops_int8 import Int8Embedding, Int8Linear
 from forge_plugin_cpu.quantize import to_int8
@@ -100,6 +100,7 @@ class CpuBackend(Backend):
                 found = dequantize_fp32_chunked(weight)
             self._prepared[key] = found
             release_file_pages(weight.data)
+            trim_heap()
         return found
 
 

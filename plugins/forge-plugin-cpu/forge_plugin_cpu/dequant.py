@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from forge_plugin_cpu.memory import release_file_pages
+
 if TYPE_CHECKING:
     from forge_kernel.interfaces.model import WeightTensor
 
@@ -51,6 +53,9 @@ def iter_row_chunks(weight: WeightTensor, chunk_elements: int = CHUNK_ELEMENTS):
         end = min(rows, begin + step)
         part = dataclasses.replace(weight, data=data[begin:end], shape=(end - begin, cols))
         yield begin, end, dequantize_fp32(part)
+        # The consumer is done with this slice: drop its file pages now, so a large tensor
+        # never has all of its memory-mapped bytes resident next to its converted copy.
+        release_file_pages(data[begin:end])
 
 
 def dequantize_fp32_chunked(weight: WeightTensor) -> torch.Tensor:

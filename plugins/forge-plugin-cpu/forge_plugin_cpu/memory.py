@@ -54,3 +54,25 @@ def release_file_pages(array: object) -> bool:
         return _madvise()(begin, end - begin, _MADV_DONTNEED) == 0
     except (OSError, AttributeError, KeyError):
         return False
+
+
+def trim_heap() -> None:
+    """Return freed heap memory to the OS (glibc ``malloc_trim``).
+
+    Converting a weight frees tens of MB of float32 temporaries; glibc keeps such chunks in its
+    arenas once its dynamic mmap threshold has grown, which left ~200 MB of dead heap in RSS
+    after loading Gemma 3 270M. No-op where glibc is absent.
+    """
+    global _trim
+    if _trim is None:
+        try:
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+            _trim = libc.malloc_trim
+            _trim.argtypes = [ctypes.c_size_t]
+        except (OSError, AttributeError):
+            _trim = False
+    if _trim:
+        _trim(0)
+
+
+_trim = None

@@ -73,31 +73,36 @@ _LOSSLESS = {
 }
 
 
-def _block_scales(weight: WeightTensor) -> tuple[torch.Tensor, int] | None:
-    """Per-group float32 scales read from the raw blocks of a lossless type, else None."""
+def _lossless_spec(weight: WeightTensor):
+    """The block layout of a lossless type when ``weight.data`` is ``[rows, row_bytes]``."""
     spec = _LOSSLESS.get(weight.qtype)
     data = weight.data
     rows, cols = weight.shape
     if spec is None or getattr(data, "ndim", 0) != 2 or cols % spec[0]:
         return None
-    block_cols, block_bytes, shift, d_at, k_scales = spec
-    blocks = cols // block_cols
-    if data.shape != (rows, blocks * block_bytes) or str(data.dtype) != "uint8":
+    if data.shape != (rows, cols // spec[0] * spec[1]) or str(data.dtype) != "uint8":
         return None
-    raw = np.asarray(data).reshape(rows, blocks, block_bytes)  # [N, B, bytes], read-only view
+    return spec
+
+
+def _block_scales(raw_rows: np.ndarray, spec) -> torch.Tensor:
+    """Per-group float32 scales ``[rows, groups]`` read from raw block bytes ``[rows, bytes]``."""
+    _block_cols, block_bytes, _shift, d_at, k_scales = spec
+    rows = raw_rows.shape[0]
+    raw = np.asarray(raw_rows).reshape(rows, -1, block_bytes)  # [rows, blocks, bytes]
     d = np.ascontiguousarray(raw[:, :, d_at:d_at + 2]).view(np.float16).astype(np.float32)
     if not k_scales:
-        return torch.from_numpy(d.reshape(rows, blocks)), shift  # [N, B]
-    sc = np.ascontiguousarray(raw[:, :, 192:208]).view(np.int8).astype(np.float32)  # [N, B, 16]
-    return torch.from_numpy((d * sc).reshape(rows, blocks * 16)), shift
+        return torch.from_numpy(d.reshape(rows, -1))
+    sc = np.ascontiguousarray(raw[:, :, 192:208]).view(np.int8).astype(np.float32)  # [.., 16]
+    return torch.from_numpy((d * sc).reshape(rows, -1))
 
 
 def to_int8(weight: WeightTensor) -> Int8Matrix:
     """The int8 form of ``weight``: lossless from the block headers where the type allows,
     else dequantized chunk by chunk and re-quantized per 32 columns."""
-    exact = _block_scales(weight)
-    if exact is not None:
-        return _lossless(weight, *exact)
+    spec = _lossless_spec(weight)
+    if spec is not None:
+        return _lossless(weight, spec)
     rows, cols = weight.shape
     shift = GROUP_SHIFT if cols % (1 << GROUP_SHIFT) == 0 else ROW_SHIFT
     groups = 1 if shift == ROW_SHIFT else cols >> shift
@@ -110,15 +115,18 @@ def to_int8(weight: WeightTensor) -> Int8Matrix:
     return Int8Matrix(q, scale, shift)
 
 
-def _lossless(weight: WeightTensor, scale: torch.Tensor, shift: int) -> Int8Matrix:
+def _lossless(weight: WeightTensor, spec) -> Int8Matrix:
     rows, cols = weight.shape
-    groups = scale.shape[1]
-    safe = torch.where(scale != 0, scale, torch.ones_like(scale))
+    shift = spec[2]
+    groups = cols >> shift
     q = torch.empty((rows, cols), dtype=torch.int8)
+    scale = torch.empty((rows, groups), dtype=torch.float32)
     for begin, end, block in iter_row_chunks(weight):
-        g = block.view(end - begin, groups, cols // groups) / safe[begin:end, :, None]
-        levels = torch.round(g)
+        s = _block_scales(weight.data[begin:end], spec)  # [rows, groups]
+        scale[begin:end] = s
+        safe = torch.where(s != 0, s, torch.ones_like(s))
+        levels = torch.round(block.view(end - begin, groups, cols // groups) / safe[:, :, None])
         if not torch.isfinite(levels).all() or levels.abs().max() > 127:
             raise ValueError(f"tensor {weight.name!r}: {weight.qtype} block levels out of int8 range")
         q[begin:end] = levels.view(end - begin, cols).to(torch.int8)
-    return Int8Matrix(q, scale.contiguous(), shift)
+    return Int8Matrix(q, scale, shift)
