@@ -73,7 +73,10 @@ class DecoderLM(CausalLM):
         tensors = source.tensors
 
         def tensor(name: str, shape: tuple[int, ...]):
-            weight = source.tensor(name)
+            if name not in tensors:
+                raise ModelFormatError(source.path, f"tensor {name!r} is missing (needed by the "
+                                                    f"{cfg.architecture} architecture)")
+            weight = tensors[name]
             if tuple(weight.shape) != shape:
                 raise ModelFormatError(
                     source.path, f"tensor {name!r} has shape {tuple(weight.shape)}, expected {shape}"
