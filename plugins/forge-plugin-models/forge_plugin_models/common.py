@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from forge_kernel.errors import ModelFormatError
 from forge_kernel.interfaces.backend import Backend
 from forge_kernel.interfaces.model import ModelSource
 from forge_plugin_models.layers import RotaryTable, rope_inv_freq
@@ -19,5 +20,8 @@ def rope_table(source: ModelSource, backend: Backend, base: float,
     factors = None
     if "rope_freqs.weight" in source.tensors:
         factors = backend.dense(source.tensor("rope_freqs.weight")).float()
-    inv_freq = rope_inv_freq(cfg.head_dim, float(base), scaling, factors)
+    try:
+        inv_freq = rope_inv_freq(cfg.head_dim, float(base), scaling, factors)
+    except (ValueError, KeyError) as exc:  # unsupported type, missing factor, bad rope_freqs
+        raise ModelFormatError(source.path, f"RoPE settings: {exc}") from None
     return RotaryTable(inv_freq, cfg.context_length)

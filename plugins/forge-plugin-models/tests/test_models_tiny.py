@@ -90,3 +90,12 @@ def test_embed_is_mean_of_final_hidden_states(case, backend):
         ref = [hf(torch.tensor([ids]), output_hidden_states=True).hidden_states[-1][0].mean(0)
                for ids in (a, b)]
     torch.testing.assert_close(got, torch.stack(ref), **TOL)
+
+
+def test_unsupported_rope_scaling_names_the_file(backend):
+    from forge_kernel.errors import ModelFormatError
+
+    source = hf_source(make_hf("llama"))
+    source.config.rope_scaling = {"rope_type": "yarn", "factor": 4.0}
+    with pytest.raises(ModelFormatError, match=r"<hf llama>: RoPE settings: .*'yarn'"):
+        build_causal_lm(source, backend)
