@@ -155,3 +155,16 @@ def test_growth_preserves_earlier_tokens():
                                rtol=1e-5, atol=1e-5)
     # Growth is by doubling, only when needed (not on every allocate call).
     assert cache._seqs[0].k.shape[1] == 64
+
+
+def test_query_blocks_give_the_same_result(monkeypatch):
+    """Long chunks are split into query blocks to bound memory; blocks must not change results."""
+    import forge_plugin_kv_naive.cache as naive
+
+    q, k, v = qkv(11, seed=9)
+    cache = make_cache()
+    cache.allocate(0, 11)
+    monkeypatch.setattr(naive, "MAX_SCORES", H * 11 * 3)  # 3 queries per block
+    out = cache.attend(0, q, k, v, batch_of([(0, 0, 11)]), scale=0.4, sliding_window=5,
+                       logit_softcap=3.0)
+    torch.testing.assert_close(out, reference(q, k, v, 0.4, 5, 3.0), rtol=1e-5, atol=1e-5)
