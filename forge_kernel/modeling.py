@@ -18,7 +18,9 @@ if TYPE_CHECKING:
     from forge_kernel.interfaces.backend import Backend
     from forge_kernel.interfaces.model import CausalLM, ModelSource
 
-LOADER_PLUGINS = "forge-plugin-gguf (GGUF files) or forge-plugin-safetensors (Hugging Face directories)"
+LOADER_PLUGINS = (
+    "forge-plugin-gguf (GGUF files) or forge-plugin-safetensors (Hugging Face directories)"
+)
 ARCHITECTURE_PLUGIN = "forge-plugin-models"
 
 

@@ -79,7 +79,8 @@ class DecoderLM(CausalLM):
             weight = tensors[name]
             if tuple(weight.shape) != shape:
                 raise ModelFormatError(
-                    source.path, f"tensor {name!r} has shape {tuple(weight.shape)}, expected {shape}"
+                    source.path,
+                    f"tensor {name!r} has shape {tuple(weight.shape)}, expected {shape}"
                 )
             return weight
 

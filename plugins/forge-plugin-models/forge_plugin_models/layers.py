@@ -42,7 +42,8 @@ class GatedMLP:
 
     def __init__(self, gate: Callable, up: Callable, down: Callable, activation: str) -> None:
         if activation not in ACTIVATIONS:
-            raise ValueError(f"unknown MLP activation {activation!r} (known: {sorted(ACTIVATIONS)})")
+            raise ValueError(
+                f"unknown MLP activation {activation!r} (known: {sorted(ACTIVATIONS)})")
         self.gate, self.up, self.down = gate, up, down
         self.act = ACTIVATIONS[activation]
 

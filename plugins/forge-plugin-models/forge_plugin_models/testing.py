@@ -228,7 +228,8 @@ def _llama3_rope_factors(head_dim: int, base: float, s: dict) -> np.ndarray:
     """llama.cpp's ``rope_freqs`` divisors for Llama 3.1 scaling (convert_hf_to_gguf.py)."""
     import math
 
-    factor, low, high = float(s["factor"]), float(s["low_freq_factor"]), float(s["high_freq_factor"])
+    factor = float(s["factor"])
+    low, high = float(s["low_freq_factor"]), float(s["high_freq_factor"])
     old = float(s["original_max_position_embeddings"])
     low_wavelen, high_wavelen = old / low, old / high
     freqs = 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))

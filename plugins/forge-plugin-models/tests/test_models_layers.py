@@ -6,8 +6,6 @@ from __future__ import annotations
 import pytest
 import torch
 import transformers
-from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
-
 from forge_plugin_models.layers import (
     GatedMLP,
     RotaryTable,
@@ -15,6 +13,7 @@ from forge_plugin_models.layers import (
     rms_norm,
     rope_inv_freq,
 )
+from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 
 LLAMA3 = {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0, "low_freq_factor": 1.0,
           "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}

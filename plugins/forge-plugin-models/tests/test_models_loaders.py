@@ -15,11 +15,11 @@ from __future__ import annotations
 import pytest
 import torch
 import transformers
+from forge_plugin_models.testing import CASES, PROMPTS, make_hf, save_safetensors, write_gguf
 
 from forge_kernel.modeling import build_causal_lm, open_model_source
 from forge_kernel.plugins import get_host
 from forge_kernel.testing.conformance.model_architecture import naive_cache_factory, prefill
-from forge_plugin_models.testing import CASES, PROMPTS, make_hf, save_safetensors, write_gguf
 
 TOL = {"rtol": 1e-4, "atol": 1e-4}
 

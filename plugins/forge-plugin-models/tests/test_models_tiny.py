@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from forge_plugin_models.testing import CASES, PROMPTS, hf_source, make_hf
 
 from forge_kernel.interfaces.model import WeightTensor
 from forge_kernel.modeling import build_causal_lm
@@ -25,7 +26,6 @@ from forge_kernel.testing.conformance.model_architecture import (
     naive_cache_factory,
     prefill,
 )
-from forge_plugin_models.testing import CASES, PROMPTS, hf_source, make_hf
 
 TOL = {"rtol": 1e-4, "atol": 1e-4}
 
