@@ -1,0 +1,1 @@
+"""forge-plugin-gguf: the ``gguf`` weight loader (llama.cpp's model file format)."""
