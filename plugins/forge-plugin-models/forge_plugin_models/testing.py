@@ -41,6 +41,10 @@ CASES: dict[str, tuple[type, dict]] = {
         rope_parameters={"sliding_attention": {"rope_type": "default", "rope_theta": 10000.0},
                          "full_attention": {"rope_type": "default", "rope_theta": 1e6}},
         final_logit_softcapping=5.0, attn_logit_softcapping=3.0)),
+    # What a GGUF can express: the fixed 5-local/1-global pattern, scale from head_dim.
+    "gemma3-6": (transformers.Gemma3TextConfig, dict(
+        num_hidden_layers=6, num_key_value_heads=1, head_dim=32, query_pre_attn_scalar=32,
+        sliding_window=4)),
 }
 
 _LAYER_RENAMES = {
@@ -148,7 +152,8 @@ def save_safetensors(model, directory: Path) -> Path:
     return directory
 
 
-_GGUF_ARCH = {"llama": "llama", "mistral": "llama", "qwen2": "qwen2", "qwen3": "qwen3"}
+_GGUF_ARCH = {"llama": "llama", "mistral": "llama", "qwen2": "qwen2", "qwen3": "qwen3",
+              "gemma3_text": "gemma3"}
 
 
 def write_gguf(model, path: Path, qtype: str = "F32") -> Path:
@@ -156,7 +161,9 @@ def write_gguf(model, path: Path, qtype: str = "F32") -> Path:
     metadata keys, q/k permuted for Llama, Llama 3.1 scaling as ``rope_freqs.weight``, a
     SentencePiece-style vocabulary with byte fallback. ``qtype`` ``F32`` or ``Q8_0`` (matrices).
 
-    Returns ``path``. Gemma 3 is not supported here (the real Gemma file covers it)."""
+    Gemma 3 files carry only what llama.cpp stores (sliding window; the layer pattern and
+    ``query_pre_attn_scalar = head_dim`` are implied), so use the ``gemma3-6`` case. Returns
+    ``path``."""
     import gguf
 
     cfg = model.config
@@ -177,6 +184,8 @@ def write_gguf(model, path: Path, qtype: str = "F32") -> Path:
     writer.add_rope_freq_base(c.rope_theta)
     writer.add_layer_norm_rms_eps(c.rms_norm_eps)
     writer.add_vocab_size(c.vocab_size)
+    if arch == "gemma3":
+        writer.add_sliding_window(int(c.extra["sliding_window"]))
     scaling = c.rope_scaling or {}
     if scaling.get("rope_type") == "linear":
         writer.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)

@@ -56,12 +56,14 @@ def test_safetensors_directory_matches_transformers(case, backend, tmp_path):
     _assert_matches(directory, hf, backend, hf.config.model_type)
 
 
-@pytest.mark.parametrize("case", ["llama", "llama3-rope", "llama-linear-rope", "qwen2", "qwen3"])
+@pytest.mark.parametrize("case", ["llama", "llama3-rope", "llama-linear-rope", "qwen2", "qwen3",
+                                  "gemma3-6"])
 def test_f32_gguf_matches_transformers(case, backend, tmp_path):
     _require_loader("gguf")
     hf = make_hf(case)
     path = write_gguf(hf, tmp_path / f"{case}.gguf")
-    arch = {"mistral": "llama"}.get(hf.config.model_type, hf.config.model_type)
+    arch = {"mistral": "llama", "gemma3_text": "gemma3"}.get(hf.config.model_type,
+                                                             hf.config.model_type)
     _assert_matches(path, hf, backend, arch)
 
 
