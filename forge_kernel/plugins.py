@@ -1,18 +1,57 @@
-"""Plugin discovery (entry-point group ``forge_kernel``), once per process.
+"""Plugin discovery through the ``forge_kernel`` entry-point group, once per process.
 
-Minimal version: the hardened loader (allow/block lists, failure isolation, strict mode) replaces
-the body of :func:`discover` without changing :class:`PluginHost`'s public surface.
+Selection (checked before a plugin is imported):
+
+* ``FORGE_PLUGINS`` — allow-list; unset loads all, empty loads none, ``a,b`` loads only those;
+  ``forge serve --plugins a,b`` sets the same list;
+* ``FORGE_DISABLE_PLUGINS`` — block-list;
+* selectors match the entry-point name or the distribution name (``-``/``_`` alike); a selector
+  that matches nothing is warned about.
+
+A plugin that fails to import, validate or register is rolled back (nothing it registered
+stays), reported on one stderr line and skipped, so one broken plugin never takes the kernel
+down. It is a hard error instead when the plugin was asked for by name or when
+``FORGE_PLUGINS_STRICT=1``: never fall back silently to something the user did not ask for.
 """
 
 from __future__ import annotations
 
-from importlib.metadata import entry_points
+import os
+import sys
+from dataclasses import dataclass, field
+from importlib.metadata import EntryPoint, entry_points
+from typing import Any
 
 import pluggy
 
 from forge_kernel import hookspecs
+from forge_kernel.errors import PluginError
 from forge_kernel.markers import PROJECT_NAME
 from forge_kernel.registry import KINDS, Registry
+
+
+@dataclass(slots=True)
+class PluginStatus:
+    """What ``forge plugins`` shows about one plugin."""
+
+    name: str
+    distribution: str
+    version: str
+    status: str
+    """``loaded``, ``disabled`` or ``failed``."""
+    kinds: list[str] = field(default_factory=list)
+    hooks: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+def _norm(name: str) -> str:
+    return name.strip().lower().replace("_", "-")
+
+
+def _selectors(value: str | None) -> set[str] | None:
+    if value is None:
+        return None
+    return {_norm(part) for part in value.split(",") if part.strip()}
 
 
 class PluginHost:
@@ -22,34 +61,114 @@ class PluginHost:
         self.pm = pluggy.PluginManager(PROJECT_NAME)
         self.pm.add_hookspecs(hookspecs)
         self.registry = Registry()
+        self.statuses: list[PluginStatus] = []
 
     @property
     def hook(self) -> pluggy.HookRelay:
         return self.pm.hook
 
     def register(self, plugin: object, name: str) -> None:
-        """Register one plugin object and collect its registrations."""
+        """Register one plugin object and collect what its registration hooks offer; on any
+        error everything it registered is rolled back and the error re-raised."""
         self.pm.register(plugin, name=name)
-        for kind, hook_name in KINDS.items():
-            impls = [i for i in self.pm.get_hookcallers(plugin) or [] if i.name == hook_name]
-            if not impls:
-                continue
-            hook = getattr(self.pm.subset_hook_caller(hook_name, remove_plugins=[
-                p for p in self.pm.get_plugins() if p is not plugin]), "__call__")
-            hook(register=lambda n, f, _k=kind: self.registry.add(_k, n, f, name))
+        try:
+            self.pm.check_pending()
+            for kind, hook_name in KINDS.items():
+                for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
+                    if impl.plugin is plugin:
+                        def register(impl_name, factory, _kind=kind):
+                            self.registry.add(_kind, impl_name, factory, name)
+                        impl.function(**dict.fromkeys(impl.argnames, register))
+        except BaseException:
+            self.unregister(name)
+            raise
 
-    def discover(self) -> None:
-        for ep in entry_points(group=PROJECT_NAME):
-            self.register(ep.load(), ep.name)
+    def unregister(self, name: str) -> None:
+        plugin = self.pm.get_plugin(name)
+        if plugin is not None:
+            self.pm.unregister(plugin, name=name)
+        self.registry.remove_plugin(name)
+
+    def hooks_of(self, name: str) -> list[str]:
+        plugin = self.pm.get_plugin(name)
+        callers = self.pm.get_hookcallers(plugin) if plugin is not None else None
+        return sorted(caller.name for caller in callers or [])
+
+    def call_each(self, hook_name: str, **kwargs: Any) -> list[tuple[str, BaseException]]:
+        """Call one hook plugin by plugin, isolating failures (CLI command registration,
+        shutdown): returns ``(plugin, error)`` for those that raised."""
+        failures = []
+        for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
+            try:
+                impl.function(**{arg: kwargs[arg] for arg in impl.argnames})
+            except Exception as exc:  # noqa: BLE001 - reported, never fatal
+                failures.append((impl.plugin_name, exc))
+        return failures
+
+    def discover(self, allow: str | None = None) -> None:
+        """Load selected entry points (see module docstring). ``allow`` overrides
+        ``FORGE_PLUGINS``."""
+        env = os.environ
+        allowed = _selectors(allow if allow is not None else env.get("FORGE_PLUGINS"))
+        blocked = _selectors(env.get("FORGE_DISABLE_PLUGINS")) or set()
+        strict = env.get("FORGE_PLUGINS_STRICT", "") not in ("", "0", "false")
+        seen: set[str] = set()
+        for ep in sorted(entry_points(group=PROJECT_NAME), key=lambda e: e.name):
+            dist = ep.dist.name if ep.dist else "?"
+            version = ep.dist.version if ep.dist else "?"
+            keys = {_norm(ep.name), _norm(dist)}
+            seen |= keys
+            status = PluginStatus(ep.name, dist, version, "loaded")
+            self.statuses.append(status)
+            if keys & blocked or (allowed is not None and not keys & allowed):
+                status.status = "disabled"
+                continue
+            requested = allowed is not None and bool(keys & allowed)
+            try:
+                self.register(_load(ep), ep.name)
+            except Exception as exc:  # noqa: BLE001 - a broken plugin must not kill the kernel
+                status.status, status.error = "failed", f"{type(exc).__name__}: {exc}"
+                if requested or strict:
+                    why = "it was requested by name" if requested else "FORGE_PLUGINS_STRICT=1"
+                    raise PluginError(f"plugin {ep.name!r} ({dist} {version}) failed to load "
+                                      f"and {why}: {status.error}") from exc
+                print(f"forge: plugin {ep.name!r} ({dist} {version}) failed to load and was "
+                      f"skipped: {status.error}", file=sys.stderr)
+                continue
+            status.kinds = self.registry.kinds_of(ep.name)
+            status.hooks = self.hooks_of(ep.name)
+        for selector in sorted(((allowed or set()) | blocked) - seen):
+            print(f"forge: warning: plugin selector {selector!r} matches no installed plugin",
+                  file=sys.stderr)
+
+
+def _load(ep: EntryPoint) -> object:
+    return ep.load()
 
 
 _host: PluginHost | None = None
+_allow_override: str | None = None
+
+
+def select_plugins(allow: str | None) -> None:
+    """Set the allow-list (``--plugins``) before the first :func:`get_host` call."""
+    global _allow_override
+    if _host is not None and allow != _allow_override:
+        raise PluginError("plugins were already discovered; --plugins must come first")
+    _allow_override = allow
 
 
 def get_host() -> PluginHost:
     """The process-wide host; plugins are discovered on first call."""
     global _host
     if _host is None:
-        _host = PluginHost()
-        _host.discover()
+        host = PluginHost()
+        host.discover(_allow_override)
+        _host = host
     return _host
+
+
+def reset_host() -> None:
+    """Forget the discovered host (tests)."""
+    global _host, _allow_override
+    _host, _allow_override = None, None

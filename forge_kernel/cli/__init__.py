@@ -1,7 +1,111 @@
-"""The ``forge`` command line (placeholder until the kernel CLI lands)."""
+"""The ``forge`` command line.
+
+Built-in commands are imported lazily (``forge --help`` never imports torch); plugins add or
+replace commands through ``forge_register_commands``. Commands whose feature lives in a plugin
+that is not installed are listed anyway and say what to install.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
 import click
 
+from forge_kernel import __version__
 
-@click.group()
-def main() -> None:
-    """forge: run and serve LLMs."""
+BUILTIN_COMMANDS = {
+    "run": "forge_kernel.cli.run:run_command",
+    "pull": "forge_kernel.cli.models:pull_command",
+    "list": "forge_kernel.cli.models:list_command",
+    "show": "forge_kernel.cli.models:show_command",
+    "rm": "forge_kernel.cli.models:rm_command",
+    "plugins": "forge_kernel.cli.plugins_cmd:plugins_command",
+    "config": "forge_kernel.cli.config_cmd:config_command",
+}
+FEATURE_PLUGINS = {
+    "serve": ("forge-plugin-openai", "Serve models over the OpenAI-compatible HTTP API."),
+    "quantize": ("forge-plugin-ggml", "Quantize a model's weights."),
+    "train": ("forge-plugin-train", "Fine-tune a model (SFT, LoRA, DPO)."),
+    "keys": ("forge-plugin-auth", "Manage API keys."),
+}
+"""Commands provided by plugins: the distribution to install when the command is missing."""
+
+
+def _missing_plugin_command(name: str, dist: str, summary: str) -> click.Command:
+    @click.command(name, help=f"{summary} (needs {dist}, not installed)",
+                   context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+    def command() -> None:
+        click.echo(f"Error: `forge {name}` needs the plugin {dist}, which is not installed "
+                   f"or is disabled.\n  pip install {dist}\n(see `forge plugins`)", err=True)
+        sys.exit(2)
+
+    return command
+
+
+class ForgeGroup(click.Group):
+    """Resolves built-in commands lazily and merges in plugin commands on first use."""
+
+    _plugin_commands: dict[str, click.Command] | None = None
+
+    def _plugins(self) -> dict[str, click.Command]:
+        if self._plugin_commands is None:
+            from forge_kernel.plugins import get_host
+
+            collector = click.Group()
+            for plugin, exc in get_host().call_each("forge_register_commands", cli=collector):
+                click.echo(f"forge: plugin {plugin!r} failed to add its commands: "
+                           f"{type(exc).__name__}: {exc}", err=True)
+            self._plugin_commands = dict(collector.commands)
+        return self._plugin_commands
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(BUILTIN_COMMANDS) | set(FEATURE_PLUGINS) | set(self._plugins()))
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        plugin_command = self._plugins().get(name)
+        if plugin_command is not None:
+            return plugin_command
+        if name in BUILTIN_COMMANDS:
+            module, attr = BUILTIN_COMMANDS[name].split(":")
+            return getattr(importlib.import_module(module), attr)
+        if name in FEATURE_PLUGINS:
+            return _missing_plugin_command(name, *FEATURE_PLUGINS[name])
+        return None
+
+
+def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    from forge_kernel.plugins import get_host
+
+    click.echo(f"forge-kernel {__version__}")
+    for status in get_host().statuses:
+        suffix = "" if status.status == "loaded" else f" ({status.status})"
+        click.echo(f"  {status.distribution} {status.version}{suffix}")
+    ctx.exit()
+
+
+def _select_plugins(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        from forge_kernel.plugins import select_plugins
+
+        select_plugins(value)
+
+
+@click.group(cls=ForgeGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True,
+              callback=_print_version, help="Show the kernel's and plugins' versions.")
+@click.option("--plugins", expose_value=False, is_eager=True, callback=_select_plugins,
+              help="Load only these plugins (comma-separated names); overrides FORGE_PLUGINS.")
+@click.option("--log-format", type=click.Choice(["auto", "console", "json"]), default=None,
+              help="Log format on stderr (default: console on a terminal, JSON otherwise).")
+@click.pass_context
+def main(ctx: click.Context, log_format: str | None) -> None:
+    """forge: run, serve and extend LLMs. Every feature is a plugin (`forge plugins`)."""
+    import os
+
+    from forge_kernel.log import configure_logging
+
+    configure_logging(log_format or os.environ.get("FORGE_LOG_FORMAT", "auto"),
+                      os.environ.get("FORGE_LOG_LEVEL", "info"))

@@ -73,7 +73,9 @@ class KVCache(ABC):
 
     @abstractmethod
     def allocate(self, seq_id: int, total_tokens: int) -> None:
-        """Grow ``seq_id`` to hold ``total_tokens``; raises :class:`forge_kernel.errors.KVCacheFull`."""
+        """Grow ``seq_id`` to hold ``total_tokens``.
+
+        Raises :class:`forge_kernel.errors.KVCacheFull` when it cannot."""
 
     @abstractmethod
     def free(self, seq_id: int) -> None:
@@ -90,7 +92,8 @@ class KVCache(ABC):
 
     def commit(self, seq_id: int, token_ids: Sequence[int], num_computed: int) -> None:
         """Tell the cache the first ``num_computed`` of ``token_ids`` now have KV stored, so full
-        blocks can be published for prefix caching."""
+        blocks can be published for prefix caching. Caches without prefix caching ignore it."""
+        return None
 
     @abstractmethod
     def usage(self) -> float:

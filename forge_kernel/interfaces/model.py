@@ -7,8 +7,8 @@ into a runnable :class:`CausalLM`.
 **Canonical tensor conventions** (every loader converts to these, every architecture relies on
 them):
 
-* names are GGUF-style: ``token_embd.weight``, ``blk.{i}.attn_q.weight``, ``blk.{i}.ffn_down.weight``,
-  ``output_norm.weight``, ``output.weight`` (absent when embeddings are tied);
+* names are GGUF-style: ``token_embd.weight``, ``blk.{i}.attn_q.weight``,
+  ``blk.{i}.ffn_down.weight``, ``output_norm.weight``, ``output.weight`` (absent when embeddings are tied);
 * matrices are ``[out_features, in_features]`` (torch ``nn.Linear`` order);
 * query/key projections are in Hugging Face layout (rotary embedding applied with "rotate half");
   the GGUF loader undoes llama.cpp's q/k permutation for Llama-family files;
@@ -19,10 +19,10 @@ them):
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import numpy as np

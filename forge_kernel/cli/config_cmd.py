@@ -1,0 +1,30 @@
+"""``forge config``: the effective configuration and where each value comes from."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+
+@click.command("config")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def config_command(as_json: bool) -> None:
+    """Print effective settings (defaults < config file < FORGE_* env < flags) and sources."""
+    from forge_kernel.config import config_file, load_config
+    from forge_kernel.errors import ConfigError
+
+    try:
+        config = load_config()
+    except ConfigError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(2)
+    rows = config.effective()
+    if as_json:
+        click.echo(json.dumps({k: {"value": v, "source": s} for k, v, s in rows}, indent=2))
+        return
+    click.echo(f"# config file: {config_file() or 'none'}")
+    width = max(len(k) for k, _, _ in rows)
+    for key, value, source in rows:
+        click.echo(f"{key.ljust(width)}  {json.dumps(value)}  ({source})")
