@@ -64,6 +64,9 @@ class SchedulerOutput:
     chunks: list[ScheduledChunk] = field(default_factory=list)
     preempted: list[Sequence] = field(default_factory=list)
     """Sequences evicted this step (their KV freed; they will be recomputed)."""
+    rejected: list[Sequence] = field(default_factory=list)
+    """Sequences that can never run (they need more KV than the whole cache); already removed,
+    the engine fails their requests with a clear error."""
 
     @property
     def is_empty(self) -> bool:

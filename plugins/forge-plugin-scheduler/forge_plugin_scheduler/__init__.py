@@ -1,0 +1,1 @@
+"""forge-plugin-scheduler: the ``continuous`` scheduler."""
