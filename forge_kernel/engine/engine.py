@@ -296,9 +296,7 @@ class LLMEngine:
                 batch = ForwardBatch(torch.tensor(ids, dtype=torch.long),
                                      torch.arange(len(ids), dtype=torch.long),
                                      [SequenceChunk(seq_id, 0, len(ids), False)])
-                # Through the class: forge-plugin-models' DecoderLM shadows the ``embed`` method
-                # with its embedding-table attribute of the same name.
-                pooled = type(self.model).embed(self.model, batch, self.kv_cache)  # [1, hidden]
+                pooled = self.model.embed(batch, self.kv_cache)  # [1, hidden]
                 vectors.append(pooled[0].tolist())
             finally:
                 self.kv_cache.free(seq_id)
