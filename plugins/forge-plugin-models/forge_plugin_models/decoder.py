@@ -152,7 +152,8 @@ class DecoderLM(CausalLM):
             x = x * self.embed_scale
         positions = batch.positions.to(torch.long)
         # cos/sin rows per table, gathered once per step rather than once per layer.
-        rope = [table.lookup(positions) for table in spec.rope_tables]
+        rope = [tuple(t.to(self.dtype) for t in table.lookup(positions))
+                for table in spec.rope_tables]
         for index, layer in enumerate(self.layers):
             h = rms_norm(x, layer.attn_norm, self.eps)
             q = layer.q(h).view(T, nh, hd)  # [T, H, D]

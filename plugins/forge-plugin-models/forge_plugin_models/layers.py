@@ -105,27 +105,31 @@ def _llama3_scale(inv_freq: torch.Tensor, scaling: Mapping[str, Any]) -> torch.T
 
 
 class RotaryTable:
-    """Cached ``cos``/``sin`` rows ``[positions, head_dim // 2]`` for one inverse-frequency set.
+    """Cached rotary rows ``[positions, head_dim]`` for one inverse-frequency set.
 
-    The table is computed once for ``initial`` positions and grown (doubling, capped at
-    ``max_positions``) only when a longer sequence shows up, so a 32k-context model does not pay
-    for 32k rows up front. Values are bit-identical to transformers' (same float32 products).
+    Stored ready to apply: ``cos`` duplicated over both halves and ``sin`` with the first half
+    negated, so :func:`apply_rope` is three kernels. The table is computed for ``initial``
+    positions and grown (doubling, capped at ``max_positions``) only when a longer sequence
+    shows up, so a 32k-context model does not pay for 32k rows up front. Values are
+    bit-identical to transformers' (same float32 products, negation is exact).
     """
 
     def __init__(self, inv_freq: torch.Tensor, max_positions: int, initial: int = 4096) -> None:
         self.inv_freq = inv_freq.float()
         self.max_positions = max(1, int(max_positions))
-        self.cos = torch.empty(0, inv_freq.numel())
-        self.sin = torch.empty(0, inv_freq.numel())
+        self.cos = torch.empty(0, 2 * inv_freq.numel())
+        self.sin = torch.empty(0, 2 * inv_freq.numel())
         self._grow(min(initial, self.max_positions))
 
     def _grow(self, rows: int) -> None:
         pos = torch.arange(rows, dtype=torch.int64).float()
         freqs = pos[:, None] * self.inv_freq[None, :]  # [rows, D/2]
-        self.cos, self.sin = freqs.cos(), freqs.sin()
+        cos, sin = freqs.cos(), freqs.sin()
+        self.cos = torch.cat((cos, cos), dim=-1)  # [rows, D]
+        self.sin = torch.cat((-sin, sin), dim=-1)  # [rows, D], sign of rotate_half folded in
 
     def lookup(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(cos, sin)`` rows for ``positions [T]``, each ``[T, 1, head_dim // 2]``."""
+        """``(cos, sin)`` rows for ``positions [T]``, each ``[T, 1, head_dim]``."""
         needed = int(positions.max()) + 1 if positions.numel() else 0
         if needed > self.cos.shape[0]:
             if needed > self.max_positions:
@@ -137,9 +141,9 @@ class RotaryTable:
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate-half rotary embedding of ``x [T, heads, head_dim]`` with ``cos``/``sin``
-    ``[T, 1, head_dim // 2]`` (equal to transformers' ``x*cos + rotate_half(x)*sin``)."""
+    """Rotate-half rotary embedding of ``x [T, heads, head_dim]`` with rows from
+    :meth:`RotaryTable.lookup`: transformers' ``x*cos + rotate_half(x)*sin``, where
+    ``rotate_half(x) = cat(-x2, x1)`` and the minus sign already lives in ``sin``."""
     half = x.shape[-1] // 2
-    x1, x2 = x[..., :half], x[..., half:]
-    cos, sin = cos.to(x.dtype), sin.to(x.dtype)
-    return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
+    swapped = torch.cat((x[..., half:], x[..., :half]), dim=-1)
+    return x * cos + swapped * sin

@@ -54,10 +54,12 @@ def test_unsupported_rope_scaling_is_named():
 
 def test_rotary_table_grows_and_refuses_beyond_context():
     table = RotaryTable(rope_inv_freq(8, 10000.0), max_positions=100, initial=4)
-    assert table.cos.shape == (4, 4)
+    assert table.cos.shape == (4, 8)
     cos, sin = table.lookup(torch.tensor([0, 57]))
-    assert table.cos.shape[0] >= 58 and cos.shape == (2, 1, 4)
-    torch.testing.assert_close(cos[1, 0], torch.cos(57 * rope_inv_freq(8, 10000.0)))
+    assert table.cos.shape[0] >= 58 and cos.shape == (2, 1, 8)
+    angles = 57 * rope_inv_freq(8, 10000.0)
+    torch.testing.assert_close(cos[1, 0], torch.cos(angles).repeat(2))
+    torch.testing.assert_close(sin[1, 0], torch.cat([-torch.sin(angles), torch.sin(angles)]))
     with pytest.raises(ValueError, match="position 100 exceeds the model's context length 100"):
         table.lookup(torch.tensor([100]))
 
@@ -66,9 +68,11 @@ def test_apply_rope_is_rotate_half():
     x = torch.randn(3, 2, 8)
     table = RotaryTable(rope_inv_freq(8, 10000.0), max_positions=16)
     cos, sin = table.lookup(torch.tensor([0, 1, 5]))
-    full_cos, full_sin = torch.cat([cos, cos], -1), torch.cat([sin, sin], -1)
-    rotated = torch.cat([-x[..., 4:], x[..., :4]], -1)
-    torch.testing.assert_close(apply_rope(x, cos, sin), x * full_cos + rotated * full_sin)
+    angles = torch.tensor([0.0, 1.0, 5.0])[:, None] * rope_inv_freq(8, 10000.0)  # [3, 4]
+    full_cos = torch.cat([angles.cos(), angles.cos()], -1)[:, None]
+    full_sin = torch.cat([angles.sin(), angles.sin()], -1)[:, None]
+    rotated = torch.cat([-x[..., 4:], x[..., :4]], -1)  # transformers' rotate_half
+    assert torch.equal(apply_rope(x, cos, sin), x * full_cos + rotated * full_sin)
     assert torch.equal(apply_rope(x[:1], cos[:1], sin[:1]), x[:1])  # position 0 is identity
 
 
