@@ -17,7 +17,8 @@ the chosen objects.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from forge_kernel.markers import hookspec
 
@@ -53,7 +54,7 @@ def forge_register_kv_caches(register: Register) -> None:
     """Register KV-cache managers (:class:`forge_kernel.interfaces.kv_cache.KVCache`).
 
     ``factory(spec: KVCacheSpec, config: KVCacheConfig)`` returns a cache. Selected with
-    ``--kv-cache NAME``; the default is ``paged``.
+    ``--kv-cache NAME``; the default is ``naive`` (``paged`` once forge-plugin-kv-paged lands).
     """
 
 

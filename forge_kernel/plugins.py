@@ -105,6 +105,25 @@ class PluginHost:
                 failures.append((impl.plugin_name, exc))
         return failures
 
+    def restrict(self, allow: str) -> None:
+        """Disable every loaded plugin not named in ``allow`` (``forge serve --plugins``); a
+        named plugin that is missing or failed is an error."""
+        wanted = _selectors(allow) or set()
+        found: set[str] = set()
+        for status in self.statuses:
+            keys = {_norm(status.name), _norm(status.distribution)}
+            if keys & wanted:
+                found |= keys & wanted
+                if status.status == "failed":
+                    raise PluginError(f"plugin {status.name!r} was requested but failed to "
+                                      f"load: {status.error}")
+            elif status.status == "loaded":
+                self.unregister(status.name)
+                status.status = "disabled"
+        missing = sorted(wanted - found)
+        if missing:
+            raise PluginError(f"requested plugins not installed: {', '.join(missing)}")
+
     def discover(self, allow: str | None = None) -> None:
         """Load selected entry points (see module docstring). ``allow`` overrides
         ``FORGE_PLUGINS``."""

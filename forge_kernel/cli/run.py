@@ -88,9 +88,10 @@ def _prompt_ids(tokenizer, messages: list[dict[str, str]], raw: bool) -> list[in
 @click.option("--raw", is_flag=True, help="Send the prompt as is, without the chat template.")
 @click.option("--verbose", is_flag=True, help="Print timing statistics to stderr.")
 @click.option("--backend", default=None, help="Compute backend (default: cpu).")
+@click.option("--kv-cache", default=None, help="KV cache implementation (default: naive).")
 @click.option("--threads", type=click.IntRange(min=1), default=None)
 def run_command(model, prompt, max_tokens, temperature, top_p, top_k, seed, raw, verbose,
-                backend, threads) -> None:
+                backend, kv_cache, threads) -> None:
     """Generate text with MODEL (default: the embedded Gemma 3 270M).
 
     With PROMPT (or text on a non-terminal stdin) it answers once; otherwise it starts an
@@ -116,6 +117,8 @@ def run_command(model, prompt, max_tokens, temperature, top_p, top_k, seed, raw,
         config = EngineConfig(model=str(resolve_model(model)), max_batch_size=1, threads=threads)
         if backend:
             config.backend = backend
+        if kv_cache:
+            config.kv_cache = kv_cache
         engine = build_engine(config)
         stats = GenerationStats(load_seconds=time.perf_counter() - started)
     except (ForgeError, KeyError) as exc:

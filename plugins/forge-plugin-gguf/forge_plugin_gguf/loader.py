@@ -3,42 +3,44 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 from forge_kernel.errors import ModelFormatError
 from forge_kernel.interfaces.model import ModelConfig, ModelSource, WeightLoader, WeightTensor
+from forge_plugin_gguf.dequant import SUPPORTED_TYPES, dequantize
 from forge_plugin_gguf.reader import MAGIC, GGUFFile, read_gguf
 
-SUPPORTED_TYPES = frozenset({"F32", "F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0",
-                             "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"})
 PERMUTED_QK_ARCHS = frozenset({"llama", "mistral"})
 """Architectures whose q/k rows llama.cpp's converter permutes (interleaved RoPE)."""
+REQUIRED_KEYS = ("context_length", "embedding_length", "block_count", "feed_forward_length",
+                 "attention.head_count")
+"""``{arch}.`` metadata keys without which no config can be built."""
 GEMMA3_SLIDING_PATTERN = 6
 """Gemma 3: every 6th layer is global, the others use the sliding window (llama.cpp, HF)."""
 
 
 def decode(weight: WeightTensor) -> torch.Tensor:
-    """float32 copy of a stored tensor (gguf-py's vectorized dequantizers for block types)."""
-    data = np.asarray(weight.data)
-    if weight.qtype == "F32":
-        values = np.array(data, dtype=np.float32)
-    elif weight.qtype == "F16":
-        values = data.astype(np.float32)
-    elif weight.qtype == "BF16":
-        values = (data.astype(np.uint32) << 16).view(np.float32)
-    else:
-        from gguf import GGMLQuantizationType, quants
-
-        values = quants.dequantize(data, GGMLQuantizationType[weight.qtype])
-    return torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32)).reshape(weight.shape)
+    """float32 copy of a stored tensor, in ``weight.shape`` (our bit-exact dequantizers)."""
+    return dequantize(weight.data, weight.qtype).reshape(weight.shape)
 
 
 def _unpermute_rows(rows: np.ndarray, heads: int) -> np.ndarray:
-    """Undo llama.cpp's q/k row permutation (per head: interleaved pairs -> rotate-half)."""
+    """Undo llama.cpp's q/k row permutation (per head: interleaved pairs -> rotate-half), as
+    transformers' ``reverse_permute`` does.
+
+    Applied eagerly to the stored rows, not in the decoder: backends read quantized blocks
+    straight from ``WeightTensor.data`` (and dequantize row slices), so the stored form itself must
+    be in canonical layout. Whole rows of blocks move, which is exact for every type; only the
+    (small) q/k tensors of Llama-family files are copied out of the memory map.
+    """
     n = rows.shape[0]
+    if n % (2 * heads):
+        raise ValueError(f"{n} rows do not split into {heads} heads of rotary pairs")
     half = n // heads // 2
     order = np.arange(n).reshape(heads, half, 2).swapaxes(1, 2).reshape(n)
     return np.ascontiguousarray(rows[order])
@@ -61,7 +63,9 @@ class GGUFLoader(WeightLoader):
         path = Path(path)
         gguf = read_gguf(path)
         meta = gguf.metadata
-        arch = _require(gguf, "general.architecture")
+        arch = str(_require(gguf, "general.architecture"))
+        for key in REQUIRED_KEYS:
+            _require(gguf, f"{arch}.{key}")
         tensors = self._tensors(gguf, arch)
         from forge_plugin_tokenizers import from_gguf
 
@@ -83,7 +87,10 @@ class GGUFLoader(WeightLoader):
             data = gguf.tensor_bytes(info)
             kind = info.name.split(".")[-2] if info.name.count(".") >= 2 else ""
             if arch in PERMUTED_QK_ARCHS and kind in heads and info.name.endswith(".weight"):
-                data = _unpermute_rows(data, int(heads[kind]))
+                try:
+                    data = _unpermute_rows(data, int(heads[kind]))
+                except ValueError as exc:
+                    raise ModelFormatError(gguf.path, f"tensor {info.name!r}: {exc}") from None
             out[info.name] = WeightTensor(info.name, info.shape, info.qtype, data, decode)
         return out
 
@@ -117,11 +124,15 @@ def _config(gguf: GGUFFile, arch: str, tensors: dict[str, WeightTensor],
         extra["sliding_window"] = int(meta[f"{arch}.attention.sliding_window"])
     if arch == "gemma3":
         extra.update(
-            layer_types=["full" if (i + 1) % GEMMA3_SLIDING_PATTERN == 0 else "sliding"
-                         for i in range(layers)],
+            layer_types=_gemma3_layer_types(meta.get(f"{arch}.attention.sliding_window_pattern"),
+                                            layers),
             rope_local_theta=10000.0,
-            query_pre_attn_scalar=float(head_dim),
-            final_logit_softcapping=meta.get(f"{arch}.final_logit_softcapping"),
+            # llama.cpp scales queries by 1/sqrt(key_length) (HF's query_pre_attn_scalar = 256
+            # equals key_length for every size but 27B, whose GGUF says so explicitly).
+            query_pre_attn_scalar=float(meta.get(f"{arch}.attention.query_pre_attn_scalar",
+                                                 head_dim)),
+            final_logit_softcapping=_opt_float(meta.get(f"{arch}.final_logit_softcapping")),
+            attn_logit_softcapping=_opt_float(meta.get(f"{arch}.attn_logit_softcapping")),
         )
     embd = tensors.get("token_embd.weight")
     return ModelConfig(
@@ -140,6 +151,24 @@ def _config(gguf: GGUFFile, arch: str, tensors: dict[str, WeightTensor],
         tie_word_embeddings="output.weight" not in tensors,
         extra=extra,
     )
+
+
+def _gemma3_layer_types(pattern: Any, layers: int) -> list[str]:
+    """``"sliding"``/``"full"`` per layer. Gemma 3 GGUFs carry no per-layer flags: llama.cpp
+    (``set_swa_pattern(6)``) and transformers (``sliding_window_pattern=6``) both make layer ``i``
+    global iff ``(i + 1) % 6 == 0``. A per-layer boolean array (newer converters: true = sliding)
+    or an integer period in the file wins."""
+    if pattern is not None and not isinstance(pattern, (int, np.integer)):
+        flags = [bool(x) for x in pattern]
+        if len(flags) == layers:
+            return ["sliding" if f else "full" for f in flags]
+    period = int(pattern) if isinstance(pattern, (int, np.integer)) and pattern > 0 \
+        else GEMMA3_SLIDING_PATTERN
+    return ["full" if (i + 1) % period == 0 else "sliding" for i in range(layers)]
+
+
+def _opt_float(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 def _metadata(gguf: GGUFFile, arch: str, tensors: dict[str, WeightTensor]) -> dict[str, Any]:

@@ -1,0 +1,124 @@
+"""Running engine requests for HTTP handlers: collecting (non-streaming) with disconnect
+watching, streaming, and turning token logprobs into the OpenAI shapes."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import Request
+
+from forge_kernel.engine.types import CompletionDelta, SamplingParams, TokenLogprob, Usage
+from forge_kernel.usage import report_usage
+
+DISCONNECT_POLL_SECONDS = 0.1
+
+
+@dataclass(slots=True)
+class Choice:
+    """Everything one choice produced."""
+
+    index: int
+    text: str = ""
+    token_ids: list[int] = field(default_factory=list)
+    logprobs: list[TokenLogprob] = field(default_factory=list)
+    finish_reason: str | None = None
+
+
+class ClientDisconnected(Exception):
+    """The client went away; the request was aborted and its KV freed."""
+
+
+async def stream(engine: Any, request_id: str, prompt_ids: list[int], params: SamplingParams,
+                 prompt_param: str) -> AsyncIterator[CompletionDelta]:
+    """The engine's deltas; leaving early aborts the request. Reports usage at the end."""
+    async for delta in engine.generate(request_id, prompt_ids, params, prompt_param):
+        if delta.usage is not None:
+            report_usage(delta.usage.prompt_tokens, delta.usage.completion_tokens)
+        yield delta
+
+
+async def _collect_one(engine: Any, request_id: str, prompt_ids: list[int],
+                       params: SamplingParams, prompt_param: str) -> tuple[list[Choice], Usage]:
+    choices = [Choice(i) for i in range(params.n)]
+    usage = Usage()
+    async for delta in stream(engine, request_id, prompt_ids, params, prompt_param):
+        choice = choices[delta.index]
+        choice.text += delta.text
+        choice.token_ids += delta.token_ids
+        choice.logprobs += delta.logprobs or []
+        if delta.finish_reason is not None:
+            choice.finish_reason = delta.finish_reason
+        if delta.usage is not None:
+            usage = delta.usage
+    return choices, usage
+
+
+async def collect(request: Request, engine: Any, request_id: str, prompts: list[list[int]],
+                  params: SamplingParams, prompt_param: str) -> tuple[list[Choice], Usage]:
+    """Run every prompt to completion; if the client disconnects meanwhile, abort them all
+    (freeing their KV) and raise :class:`ClientDisconnected`."""
+    jobs = [asyncio.ensure_future(_collect_one(engine, f"{request_id}-{i}", ids, params,
+                                               prompt_param))
+            for i, ids in enumerate(prompts)]
+    gathered = asyncio.gather(*jobs)
+    try:
+        while True:
+            done, _ = await asyncio.wait({gathered}, timeout=DISCONNECT_POLL_SECONDS)
+            if done:
+                break
+            if await request.is_disconnected():
+                gathered.cancel()
+                await asyncio.gather(*jobs, return_exceptions=True)
+                raise ClientDisconnected(request_id)
+    except asyncio.CancelledError:
+        gathered.cancel()
+        await asyncio.gather(*jobs, return_exceptions=True)
+        raise
+    results = gathered.result()
+    choices: list[Choice] = []
+    total = Usage()
+    for offset, (prompt_choices, usage) in enumerate(results):
+        for choice in prompt_choices:
+            choice.index += offset * params.n
+            choices.append(choice)
+        total.prompt_tokens += usage.prompt_tokens
+        total.completion_tokens += usage.completion_tokens
+        total.cached_tokens += usage.cached_tokens
+    return choices, total
+
+
+def usage_json(usage: Usage) -> dict[str, Any]:
+    return {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
+            "total_tokens": usage.total_tokens,
+            "prompt_tokens_details": {"cached_tokens": usage.cached_tokens}}
+
+
+def _token_text(tokenizer: Any, token_id: int) -> str:
+    return tokenizer.decode([token_id], skip_special_tokens=False)
+
+
+def chat_logprobs(tokenizer: Any, entries: list[TokenLogprob]) -> dict[str, Any]:
+    """``choices[].logprobs`` of a chat completion."""
+    def item(token_id: int, logprob: float) -> dict[str, Any]:
+        text = _token_text(tokenizer, token_id)
+        return {"token": text, "logprob": logprob, "bytes": list(text.encode())}
+
+    return {"content": [{**item(e.token_id, e.logprob),
+                         "top_logprobs": [item(t, lp) for t, lp in e.top]} for e in entries]}
+
+
+def completion_logprobs(tokenizer: Any, entries: list[TokenLogprob],
+                        start_offset: int = 0) -> dict[str, Any]:
+    """``choices[].logprobs`` of a text completion."""
+    tokens, offsets, offset = [], [], start_offset
+    for e in entries:
+        text = _token_text(tokenizer, e.token_id)
+        tokens.append(text)
+        offsets.append(offset)
+        offset += len(text)
+    return {"tokens": tokens, "token_logprobs": [e.logprob for e in entries],
+            "top_logprobs": [{_token_text(tokenizer, t): lp for t, lp in e.top} for e in entries],
+            "text_offset": offsets}
