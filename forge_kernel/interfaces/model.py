@@ -8,7 +8,8 @@ into a runnable :class:`CausalLM`.
 them):
 
 * names are GGUF-style: ``token_embd.weight``, ``blk.{i}.attn_q.weight``,
-  ``blk.{i}.ffn_down.weight``, ``output_norm.weight``, ``output.weight`` (absent when embeddings are tied);
+  ``blk.{i}.ffn_down.weight``, ``output_norm.weight``, ``output.weight`` (absent when
+  embeddings are tied);
 * matrices are ``[out_features, in_features]`` (torch ``nn.Linear`` order);
 * query/key projections are in Hugging Face layout (rotary embedding applied with "rotate half");
   the GGUF loader undoes llama.cpp's q/k permutation for Llama-family files;

@@ -137,7 +137,8 @@ def _tensor_info(path: Path, name: str, dims: tuple[int, ...], type_id: int, off
     try:
         qtype = GGMLQuantizationType(type_id)
     except ValueError:
-        raise ModelFormatError(path, f"tensor {name!r} has unknown GGML type id {type_id}") from None
+        raise ModelFormatError(path, f"tensor {name!r} has unknown GGML type id "
+                                     f"{type_id}") from None
     block, type_size = GGML_QUANT_SIZES[qtype]
     count = int(np.prod(dims)) if dims else 1
     if dims and dims[0] % block:
