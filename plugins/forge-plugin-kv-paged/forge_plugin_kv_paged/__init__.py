@@ -1,0 +1,1 @@
+"""forge-plugin-kv-paged: the ``paged`` KV cache."""
