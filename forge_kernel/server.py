@@ -25,6 +25,9 @@ class ServerContext:
     config: Any
     """The effective :class:`forge_kernel.config.ForgeConfig`."""
     registry: Any
+    """The plugin registry (``registry.implementations(kind)``)."""
+    host: Any = None
+    """The :class:`forge_kernel.plugins.PluginHost` (plugin statuses, hooks)."""
     aliases: set[str] = field(default_factory=set)
     """Other names clients may use for the served model (file name, path)."""
     components: dict[str, str] = field(default_factory=dict)

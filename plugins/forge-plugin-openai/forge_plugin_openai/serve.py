@@ -65,7 +65,7 @@ def serve_command(**flags) -> None:
     async_engine = AsyncEngine(engine)
     context = ServerContext(
         engine=async_engine, model_name=engine.model_name, config=config,
-        registry=host.registry, aliases={str(model_path), Path(model_path).name,
+        registry=host.registry, host=host, aliases={str(model_path), Path(model_path).name,
                                          Path(model_path).stem},
         components={"backend": config.backend, "kv_cache": config.kv_cache,
                     "scheduler": config.scheduler})
