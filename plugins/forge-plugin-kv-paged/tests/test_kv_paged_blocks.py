@@ -1,0 +1,174 @@
+"""Paged-cache specifics: block granularity, copy-on-write fork, prefix caching and eviction,
+the numba decode kernel and the non-float32 fallback."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from forge_kernel.errors import KVCacheFull
+from forge_kernel.interfaces.kv_cache import KVCacheConfig, KVCacheSpec
+from forge_kernel.plugins import get_host
+from forge_kernel.testing.conformance.kv_cache import _Driver, reference_attention
+
+BS = 4
+
+
+def spec(**kw) -> KVCacheSpec:
+    base = dict(num_layers=2, num_kv_heads=2, head_dim=8, dtype=torch.float32, max_model_len=256)
+    base.update(kw)
+    return KVCacheSpec(**base)
+
+
+def make(num_blocks: int = 16, prefix: bool = True, **kw):
+    return get_host().registry.create(
+        "kv_cache", "paged", spec(**kw),
+        KVCacheConfig(block_size=BS, num_blocks=num_blocks, enable_prefix_caching=prefix))
+
+
+def test_block_granular_accounting():
+    cache = make(num_blocks=4)
+    cache.allocate(1, 1)
+    assert cache.free_tokens() == 3 * BS  # a whole block is taken
+    cache.allocate(1, BS)
+    assert len(cache.block_table(1)) == 1
+    cache.allocate(1, BS + 1)
+    assert len(cache.block_table(1)) == 2
+    assert cache.usage() == 0.5
+    cache.free(1)
+    assert cache.free_tokens() == 4 * BS and cache.block_table(1) == []
+
+
+def test_memory_budget_sizes_blocks():
+    s = spec()
+    cache = get_host().registry.create(
+        "kv_cache", "paged", s, KVCacheConfig(block_size=BS, memory_budget_bytes=10 * BS *
+                                              s.bytes_per_token + 7))
+    assert cache.num_blocks == 10 and cache.capacity_tokens() == 10 * BS
+
+
+def test_bad_block_size_is_a_clear_error():
+    with pytest.raises(ValueError, match="block-size"):
+        get_host().registry.create("kv_cache", "paged", spec(), KVCacheConfig(block_size=0))
+
+
+def test_fork_shares_full_blocks_and_copies_partial_on_write():
+    d = _Driver(make(), spec(), heads=4)
+    d.step([(1, 6)], atol=2e-5)  # blocks: [full, partial(2 of 4)]
+    d.fork(1, 2)
+    cache = d.cache
+    assert cache.block_table(1) == cache.block_table(2)
+    free_before = cache.free_tokens()
+    assert cache.can_allocate(2, 7)
+    d.step([(2, 1)], atol=2e-5)  # child writes position 6 -> private copy of block 1
+    t1, t2 = cache.block_table(1), cache.block_table(2)
+    assert t1[0] == t2[0] and t1[1] != t2[1]
+    assert cache.free_tokens() == free_before - BS
+    d.step([(1, 1), (2, 1)], atol=2e-5)  # parent now writes its own (no longer shared) block
+    assert cache.block_table(1)[1] == t1[1]
+    cache.free(1)
+    d.step([(2, 3)], atol=2e-5)  # the shared full block survived the parent's free
+
+
+def test_fork_cow_counts_in_can_allocate():
+    d = _Driver(make(num_blocks=2), spec(), heads=4)
+    d.step([(1, 6)], atol=2e-5)
+    d.fork(1, 2)
+    assert not d.cache.can_allocate(2, 7)  # needs a copy of the shared partial block
+    with pytest.raises(KVCacheFull):
+        d.cache.allocate(2, 7)
+
+
+def test_prefix_hit_reuses_blocks_and_attention_stays_exact():
+    d = _Driver(make(), spec(), heads=4)
+    d.step([(1, 10)], atol=2e-5)  # two full blocks published by commit
+    prompt = d.tokens[1] + [5, 6]
+    cached = d.cache.match_prefix(2, prompt)
+    assert cached == 2 * BS
+    assert d.cache.block_table(2) == d.cache.block_table(1)[:2]
+    # The new sequence computes the rest on top of the shared blocks.
+    d.tokens[2] = prompt[:cached]
+    d.keys[2] = [k[:cached].clone() for k in d.keys[1]]
+    d.values[2] = [v[:cached].clone() for v in d.values[1]]
+    d.step([(2, 4)], atol=2e-5)
+    d.step([(2, 1), (1, 1)], atol=2e-5)
+
+
+def test_prefix_match_leaves_one_token_and_needs_full_blocks():
+    d = _Driver(make(), spec(), heads=4)
+    d.step([(1, 8)], atol=2e-5)
+    assert d.cache.match_prefix(2, d.tokens[1]) == BS  # 8 tokens: last block kept for logits
+    assert d.cache.match_prefix(3, d.tokens[1][:3]) == 0  # no full block
+    assert d.cache.match_prefix(4, [999] + d.tokens[1][1:]) == 0  # first token differs
+    assert d.cache.match_prefix(2, d.tokens[1]) == 0  # already has blocks
+
+
+def test_freed_prefix_blocks_are_kept_then_evicted_lru():
+    cache = make(num_blocks=4)
+    d = _Driver(cache, spec(), heads=4)
+    d.step([(1, 9)], atol=2e-5)  # 3 blocks, 2 full and published
+    tokens = list(d.tokens[1])
+    cache.free(1)
+    assert cache.free_tokens() == 4 * BS  # evictable blocks count as free
+    assert cache.usage() == 0.0
+    assert cache.match_prefix(2, tokens) == 2 * BS  # still there after free
+    cache.free(2)
+    # Taking all 4 blocks evicts the cached ones; the prefix is gone afterwards.
+    cache.allocate(3, 4 * BS)
+    cache.free(3)
+    assert cache.match_prefix(4, tokens) == 0
+
+
+def test_lru_evicts_tail_of_prefix_first():
+    cache = make(num_blocks=4)
+    d = _Driver(cache, spec(), heads=4)
+    d.step([(1, 12)], atol=2e-5)  # 3 full blocks
+    tokens = list(d.tokens[1]) + [1]
+    cache.free(1)
+    cache.allocate(2, 2 * BS)  # 1 free block + 1 evicted (the prefix's last)
+    assert cache.match_prefix(3, tokens) == 2 * BS
+
+
+def test_identical_prompts_computed_twice_keep_one_canonical_block():
+    d = _Driver(make(), spec(), heads=4)
+    d.step([(1, 4), (2, 4)], atol=2e-5)
+    d.tokens[2] = list(d.tokens[1])  # pretend both had the same ids: publish both
+    d.cache.commit(2, d.tokens[2], 4)
+    assert d.cache.match_prefix(3, d.tokens[1] + [0]) == BS
+    assert d.cache.block_table(3) == d.cache.block_table(1)[:1]
+
+
+def test_prefix_caching_off():
+    d = _Driver(make(prefix=False), spec(), heads=4)
+    d.step([(1, 9)], atol=2e-5)
+    assert d.cache.match_prefix(2, d.tokens[1]) == 0
+
+
+def test_decode_kernel_larger_shapes():
+    """Many sequences of different lengths in one decode step, GQA 8:2, head_dim 64."""
+    s = spec(num_layers=1, head_dim=64)
+    cache = get_host().registry.create("kv_cache", "paged", s,
+                                       KVCacheConfig(block_size=16, num_blocks=64))
+    d = _Driver(cache, s, heads=8)
+    d.step([(i, 3 + 17 * i) for i in range(6)], atol=2e-5)
+    for window in (None, 20):
+        d.step([(i, 1) for i in range(6)], atol=2e-5, sliding_window=window, scale=0.125)
+
+
+def test_bf16_falls_back_to_gather_path():
+    s = spec(dtype=torch.bfloat16)
+    cache = get_host().registry.create("kv_cache", "paged", s,
+                                       KVCacheConfig(block_size=BS, num_blocks=16))
+    from forge_kernel.interfaces.model import ForwardBatch, SequenceChunk
+
+    g = torch.Generator().manual_seed(1)
+    q = torch.randn(5, 4, 8, generator=g).bfloat16()
+    k = torch.randn(5, 2, 8, generator=g).bfloat16()
+    v = torch.randn(5, 2, 8, generator=g).bfloat16()
+    cache.allocate(1, 5)
+    out = cache.attend(0, q, k, v, ForwardBatch(torch.zeros(5, dtype=torch.long),
+                                                torch.arange(5), [SequenceChunk(1, 0, 5)]),
+                       scale=0.3)
+    ref = reference_attention(q.float(), k.float(), v.float(), 0, scale=0.3)
+    assert out.dtype == torch.bfloat16
+    assert (out.double() - ref).abs().max() < 3e-2
