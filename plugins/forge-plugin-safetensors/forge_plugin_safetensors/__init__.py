@@ -1,0 +1,1 @@
+"""forge-plugin-safetensors: the ``safetensors`` weight loader (Hugging Face model directories)."""
