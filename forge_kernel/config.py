@@ -46,9 +46,12 @@ class ForgeConfig:
     sections: dict[str, dict[str, Any]] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)
 
-    def section(self, name: str) -> dict[str, Any]:
-        """A plugin's section (empty when absent)."""
-        return dict(self.sections.get(name, {}))
+    def section(self, name: str) -> Any:
+        """A plugin's section: an instance of the dataclass the plugin declared through
+        ``forge_register_config_sections`` (defaults filled in), or a plain dict of the file's
+        ``[name]`` table for an undeclared section (empty when absent)."""
+        value = self.sections.get(name, {})
+        return dict(value) if isinstance(value, dict) else value
 
     def effective(self) -> list[tuple[str, Any, str]]:
         """``(key, value, source)`` rows with secrets masked, for ``forge config``."""
@@ -59,10 +62,18 @@ class ForgeConfig:
                 value = "***"
             rows.append((f.name, value, self.sources.get(f.name, "default")))
         for section, values in self.sections.items():
-            for key, value in values.items():
+            items = (values.items() if isinstance(values, dict)
+                     else ((f.name, getattr(values, f.name)) for f in dataclasses.fields(values)))
+            for key, value in items:
+                if _is_secret(key) and value:
+                    value = "***"
                 rows.append((f"{section}.{key}", value,
-                             self.sources.get(f"{section}.{key}", "file")))
+                             self.sources.get(f"{section}.{key}", "default")))
         return rows
+
+
+def _is_secret(key: str) -> bool:
+    return key in SECRET_FIELDS or any(w in key for w in ("api_key", "password", "token", "secret"))
 
 
 def _fields() -> list[dataclasses.Field]:
@@ -73,7 +84,7 @@ def _hints() -> dict[str, Any]:
     return typing.get_type_hints(ForgeConfig)
 
 
-def _coerce(key: str, value: Any, hint: Any, from_text: bool) -> Any:
+def _coerce(key: str, value: Any, hint: Any, from_text: bool) -> Any:  # noqa: C901
     """Convert ``value`` to the field type ``hint`` or raise naming ``key`` and the type."""
     options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
     if value is None or (from_text and value == "" and type(None) in options):
@@ -92,6 +103,9 @@ def _coerce(key: str, value: Any, hint: Any, from_text: bool) -> Any:
             elif option is int and not isinstance(value, bool):
                 if isinstance(value, int) or from_text:
                     return int(value)
+            elif option is float and not isinstance(value, bool):
+                if isinstance(value, int | float) or from_text:
+                    return float(value)
             elif option is str and (isinstance(value, str) or from_text):
                 return str(value)
         except ValueError:
@@ -138,8 +152,17 @@ def _read(path: Path) -> dict[str, Any]:
     return data
 
 
-def load_config(flags: dict[str, Any] | None = None) -> ForgeConfig:
-    """Build the effective configuration; ``flags`` are command-line values (``None`` = unset)."""
+def load_config(flags: dict[str, Any] | None = None,
+                sections: dict[str, type] | None = None) -> ForgeConfig:
+    """Build the effective configuration; ``flags`` are command-line values (``None`` = unset).
+
+    ``sections`` maps section names to the dataclasses plugins declared; by default those of the
+    process-wide plugin host (:func:`forge_kernel.plugins.get_host`).
+    """
+    if sections is None:
+        from forge_kernel.plugins import get_host
+
+        sections = {name: schema for name, (schema, _) in get_host().config_sections.items()}
     config = ForgeConfig()
     hints = _hints()
     names = {f.name for f in _fields()}
@@ -149,7 +172,7 @@ def load_config(flags: dict[str, Any] | None = None) -> ForgeConfig:
             if isinstance(value, dict):
                 config.sections[key] = value
                 continue
-            if key not in names:
+            if key not in names:  # a typo must not be ignored silently
                 raise ConfigError(f"{path}: unknown config key {key!r} "
                                   f"(known: {', '.join(sorted(names))})")
             setattr(config, key, _coerce(key, value, hints[key], from_text=False))
@@ -163,4 +186,30 @@ def load_config(flags: dict[str, Any] | None = None) -> ForgeConfig:
         if value is not None and key in names:
             setattr(config, key, _coerce(f"--{key.replace('_', '-')}", value, hints[key], False))
             config.sources[key] = "command line"
+    for name, schema in sections.items():
+        config.sections[name] = _build_section(config, name, schema, path)
     return config
+
+
+def _build_section(config: ForgeConfig, name: str, schema: type, path: Path | None) -> Any:
+    """Instantiate a declared section: dataclass defaults < file ``[name]`` < env
+    ``FORGE_<NAME>_<FIELD>``; every value type-checked, unknown keys rejected."""
+    raw = config.sections.get(name, {})
+    hints = typing.get_type_hints(schema)
+    known = {f.name for f in dataclasses.fields(schema)}
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in known:
+            raise ConfigError(f"{path}: unknown key {name}.{key} "
+                              f"(known: {', '.join(sorted(known)) or 'none'})")
+        values[key] = _coerce(f"{name}.{key}", value, hints[key], from_text=False)
+        config.sources[f"{name}.{key}"] = f"file {path}"
+    for key in known:
+        env_name = f"FORGE_{name.upper().replace('-', '_')}_{key.upper()}"
+        if env_name in os.environ:
+            values[key] = _coerce(env_name, os.environ[env_name], hints[key], from_text=True)
+            config.sources[f"{name}.{key}"] = f"env {env_name}"
+    try:
+        return schema(**values)
+    except TypeError as exc:  # a field without default left unset
+        raise ConfigError(f"config section [{name}]: {exc}") from None

@@ -16,8 +16,10 @@ down. It is a hard error instead when the plugin was asked for by name or when
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
@@ -25,7 +27,7 @@ from typing import Any
 import pluggy
 
 from forge_kernel import hookspecs
-from forge_kernel.errors import PluginError
+from forge_kernel.errors import DuplicateImplementationError, PluginError
 from forge_kernel.markers import PROJECT_NAME
 from forge_kernel.registry import KINDS, Registry
 
@@ -62,32 +64,80 @@ class PluginHost:
         self.pm.add_hookspecs(hookspecs)
         self.registry = Registry()
         self.statuses: list[PluginStatus] = []
+        self.config_sections: dict[str, tuple[type, str]] = {}
+        """Section name -> (dataclass, plugin), from ``forge_register_config_sections``."""
 
     @property
     def hook(self) -> pluggy.HookRelay:
         return self.pm.hook
 
     def register(self, plugin: object, name: str) -> None:
-        """Register one plugin object and collect what its registration hooks offer; on any
-        error everything it registered is rolled back and the error re-raised."""
+        """Register one plugin object and collect what its registration hooks offer.
+
+        Each of the plugin's ``forge_register_*`` implementations is called with a ``register``
+        callback bound to this plugin's name, so every implementation records who offered it (and
+        duplicates can name both plugins). On any error everything the plugin registered is
+        rolled back and the error re-raised.
+        """
         self.pm.register(plugin, name=name)
         try:
-            self.pm.check_pending()
+            self.pm.check_pending()  # a misspelled forge_* hook is an error, not a silent no-op
             for kind, hook_name in KINDS.items():
-                for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
-                    if impl.plugin is plugin:
-                        def register(impl_name, factory, _kind=kind):
-                            self.registry.add(_kind, impl_name, factory, name)
-                        impl.function(**dict.fromkeys(impl.argnames, register))
+                self._call_own(plugin, hook_name, register=self._registrar(kind, name))
+            self._call_own(plugin, "forge_register_config_sections",
+                           register=self._section_registrar(name))
         except BaseException:
             self.unregister(name)
             raise
+
+    def _registrar(self, kind: str, plugin_name: str) -> Callable[[str, Callable[..., Any]], None]:
+        """The ``register(name, factory)`` callback handed to one plugin for one kind."""
+
+        def register(impl_name: str, factory: Callable[..., Any]) -> None:
+            if not isinstance(impl_name, str) or not impl_name:
+                raise PluginError(f"{kind} names must be non-empty strings, got {impl_name!r}")
+            if not callable(factory):
+                raise PluginError(f"{kind} {impl_name!r}: factory {factory!r} is not callable")
+            self.registry.add(kind, impl_name, factory, plugin_name)
+
+        return register
+
+    def _section_registrar(self, plugin_name: str) -> Callable[[str, type], None]:
+        def register(section: str, schema: type) -> None:
+            if not dataclasses.is_dataclass(schema):
+                raise PluginError(f"config section {section!r}: {schema!r} is not a dataclass")
+            owner = self.config_sections.get(section)
+            if owner is not None:
+                raise DuplicateImplementationError(
+                    f"config section {section!r} is declared by both plugin {owner[1]!r} "
+                    f"and plugin {plugin_name!r}")
+            self.config_sections[section] = (schema, plugin_name)
+
+        return register
+
+    def _call_own(self, plugin: object, hook_name: str, **kwargs: Any) -> None:
+        """Call ``plugin``'s own implementation of ``hook_name`` (if any), and only it."""
+        for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
+            if impl.plugin is plugin:
+                impl.function(**{arg: kwargs[arg] for arg in impl.argnames})
 
     def unregister(self, name: str) -> None:
         plugin = self.pm.get_plugin(name)
         if plugin is not None:
             self.pm.unregister(plugin, name=name)
         self.registry.remove_plugin(name)
+        for section in [s for s, (_, owner) in self.config_sections.items() if owner == name]:
+            del self.config_sections[section]
+
+    def add_plugin(self, plugin: object, name: str, distribution: str = "-",
+                   version: str = "-") -> PluginStatus:
+        """Register ``plugin`` (see :meth:`register`) and record its status for
+        ``forge plugins``; used for plugins that do not come from an entry point (tests)."""
+        self.register(plugin, name)
+        status = PluginStatus(name, distribution, version, "loaded",
+                              self.registry.kinds_of(name), self.hooks_of(name))
+        self.statuses.append(status)
+        return status
 
     def hooks_of(self, name: str) -> list[str]:
         plugin = self.pm.get_plugin(name)
@@ -191,3 +241,11 @@ def reset_host() -> None:
     """Forget the discovered host (tests)."""
     global _host, _allow_override
     _host, _allow_override = None, None
+
+
+def install_host(host: PluginHost | None) -> PluginHost | None:
+    """Make ``host`` the process-wide host (``None``: rediscover on next use); returns the
+    previous one so a test can put it back."""
+    global _host
+    previous, _host = _host, host
+    return previous

@@ -46,18 +46,46 @@ def _missing_plugin_command(name: str, dist: str, summary: str) -> click.Command
 class ForgeGroup(click.Group):
     """Resolves built-in commands lazily and merges in plugin commands on first use."""
 
-    _plugin_commands: dict[str, click.Command] | None = None
+    _plugin_commands: tuple[object, dict[str, click.Command]] | None = None
+    """``(host, commands)``: recomputed when the process-wide host changes (tests)."""
 
     def _plugins(self) -> dict[str, click.Command]:
-        if self._plugin_commands is None:
-            from forge_kernel.plugins import get_host
+        from forge_kernel.plugins import get_host
 
-            collector = click.Group()
-            for plugin, exc in get_host().call_each("forge_register_commands", cli=collector):
-                click.echo(f"forge: plugin {plugin!r} failed to add its commands: "
-                           f"{type(exc).__name__}: {exc}", err=True)
-            self._plugin_commands = dict(collector.commands)
-        return self._plugin_commands
+        host = get_host()
+        if self._plugin_commands is None or self._plugin_commands[0] is not host:
+            # each plugin adds to a scratch group, so one failing plugin cannot leave half its
+            # commands behind nor break the others'
+            commands: dict[str, click.Command] = {}
+            for impl in host.hook.forge_register_commands.get_hookimpls():
+                collector = click.Group()
+                try:
+                    impl.function(cli=collector)
+                except Exception as exc:  # noqa: BLE001 - reported, never fatal
+                    click.echo(f"forge: plugin {impl.plugin_name!r} failed to add its commands: "
+                               f"{type(exc).__name__}: {exc}", err=True)
+                    continue
+                commands.update(collector.commands)
+            self._plugin_commands = (host, commands)
+        return self._plugin_commands[1]
+
+    def invoke(self, ctx: click.Context) -> object:
+        from forge_kernel.errors import ForgeError
+
+        try:
+            return super().invoke(ctx)
+        except ForgeError as exc:  # a user-caused error: one clear line, no traceback
+            click.echo(f"Error: {exc}", err=True)
+            ctx.exit(2)
+
+    def resolve_command(self, ctx: click.Context, args: list[str]):  # noqa: ANN201
+        from forge_kernel.errors import ForgeError
+
+        try:
+            return super().resolve_command(ctx, args)
+        except ForgeError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            ctx.exit(2)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(set(BUILTIN_COMMANDS) | set(FEATURE_PLUGINS) | set(self._plugins()))
@@ -77,10 +105,16 @@ class ForgeGroup(click.Group):
 def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
     if not value or ctx.resilient_parsing:
         return
+    from forge_kernel.errors import ForgeError
     from forge_kernel.plugins import get_host
 
+    try:
+        statuses = get_host().statuses
+    except ForgeError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        ctx.exit(2)
     click.echo(f"forge-kernel {__version__}")
-    for status in get_host().statuses:
+    for status in statuses:
         suffix = "" if status.status == "loaded" else f" ({status.status})"
         click.echo(f"  {status.distribution} {status.version}{suffix}")
     ctx.exit()
@@ -99,6 +133,7 @@ def _select_plugins(ctx: click.Context, _param: click.Parameter, value: str | No
 @click.option("--plugins", expose_value=False, is_eager=True, callback=_select_plugins,
               help="Load only these plugins (comma-separated names); overrides FORGE_PLUGINS.")
 @click.option("--log-format", type=click.Choice(["auto", "console", "json"]), default=None,
+              envvar="FORGE_LOG_FORMAT",
               help="Log format on stderr (default: console on a terminal, JSON otherwise).")
 @click.pass_context
 def main(ctx: click.Context, log_format: str | None) -> None:
@@ -107,5 +142,4 @@ def main(ctx: click.Context, log_format: str | None) -> None:
 
     from forge_kernel.log import configure_logging
 
-    configure_logging(log_format or os.environ.get("FORGE_LOG_FORMAT", "auto"),
-                      os.environ.get("FORGE_LOG_LEVEL", "info"))
+    configure_logging(log_format or "auto", os.environ.get("FORGE_LOG_LEVEL", "info"))
