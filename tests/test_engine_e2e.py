@@ -1,9 +1,8 @@
-"""End to end through :func:`build_engine` and the real plugins (loaders, tokenizer, backend,
-KV cache, scheduler): the default Gemma 3 270M GGUF and a tiny random Llama saved as a
-safetensors directory, compared with transformers.
-
-Expensive fixtures (engines, transformers oracles) are module-scoped; generations are a few
-tokens. Skips name the missing plugin.
+"""End to end through :func:`build_engine` and the real plugins (safetensors loader, tokenizer,
+backend, KV cache, scheduler): a tiny random Llama saved as a safetensors directory with a
+trained byte-level BPE tokenizer, compared with transformers. The default Gemma model is in
+``test_engine_gemma.py`` (exact, vs transformers) and ``test_engine_gemma_serving.py`` (the
+default int8 weights under concurrency). Skips name the missing plugin.
 """
 
 from __future__ import annotations
@@ -67,59 +66,6 @@ def build(model, precision: str, **kw):
             os.environ.pop("FORGE_CPU_WEIGHTS", None)
         else:
             os.environ["FORGE_CPU_WEIGHTS"] = old
-
-
-# -- the default model -----------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def gemma_path() -> Path:
-    needs_loader("gguf")
-    from forge_kernel.engine.builder import resolve_model_path
-
-    return resolve_model_path(None)
-
-
-@pytest.fixture(scope="module")
-def gemma(gemma_path):
-    return build(None, "int8")
-
-
-PROMPTS = ["The capital of France is", "def fibonacci(n):", "1, 2, 3, 4,", "Hello",
-           "Water boils at", "The quick brown fox", "Once upon a time", "import numpy as"]
-
-
-def test_gemma_greedy_matches_transformers(gemma_path):
-    engine = build(None, "exact")
-    ids = engine.tokenizer.encode(PROMPTS[0])
-    hf = __import__("transformers").AutoModelForCausalLM.from_pretrained(
-        str(gemma_path.parent), gguf_file=gemma_path.name, dtype=torch.float32).eval()
-    ref = hf.generate(torch.tensor([ids]), max_new_tokens=6, min_new_tokens=6,
-                      do_sample=False)[0, len(ids):].tolist()
-    assert tokens(engine, ids) == ref
-    del hf
-
-
-def test_gemma_16_concurrent_batch_invariance(gemma):
-    prompts = [gemma.tokenizer.encode(p) for p in PROMPTS * 2]
-    params = dataclasses.replace(GREEDY, max_tokens=4)
-    alone = [tokens(gemma, p, params) for p in prompts[:8]]
-    together = asyncio.run(concurrent(gemma, prompts, [params] * 16))
-    assert together[:8] == alone and together[8:] == alone
-    assert gemma.kv_cache.usage() == 0.0
-
-
-def test_gemma_seed_and_stop_string_streaming(gemma):
-    ids = gemma.tokenizer.encode(PROMPTS[6])
-    seeded = SamplingParams(temperature=0.9, top_k=40, max_tokens=5, seed=3, ignore_eos=True)
-    first = tokens(gemma, ids, seeded)
-    others = [dataclasses.replace(seeded, seed=None) for _ in range(4)]
-    others[2] = seeded
-    assert asyncio.run(concurrent(gemma, [ids] * 4, others))[2] == first
-    full = "".join(d.text for d in gemma.generate(ids, dataclasses.replace(GREEDY,
-                                                                             max_tokens=8)))
-    stop = full.strip()[2:6] if len(full.strip()) >= 6 else full.strip()
-    deltas = list(gemma.generate(ids, dataclasses.replace(GREEDY, max_tokens=8, stop=[stop])))
-    text = "".join(d.text for d in deltas)
-    assert stop not in text and full.startswith(text) and deltas[-1].finish_reason == "stop"
 
 
 # -- a tiny Llama on disk (safetensors) -------------------------------------------------------
