@@ -1,24 +1,27 @@
 """Continuous batching: sequences join and leave the running batch at every step.
 
-Each step:
+Each step, in this order:
 
-1. every running sequence gets its next chunk: one token when decoding, or the next piece of
-   its prompt (chunked prefill) within the step's prompt-token budget;
-2. if the KV cache cannot grow a running sequence, the most recently arrived running sequence
-   is preempted by recompute (KV freed, progress reset, put back at the head of the queue) —
-   never a crash, never a silent truncation;
-3. waiting sequences are admitted first-come first-served while the batch has room, the budget
-   has tokens left and the cache has space; the head of the queue is never overtaken, so a long
-   prompt cannot starve. On first admission a prefix-caching cache may supply the prompt's
-   already computed prefix.
+1. **decodes** — every running sequence with one token left to compute gets it (decodes never
+   use the prompt budget, so a long prompt never stalls streams that are generating);
+2. **prefill continuations** — running sequences part-way through their prompt get their next
+   chunk, FCFS, within the step's ``max_prefill_tokens`` budget (chunked prefill);
+3. **admission** — waiting sequences join FCFS while the batch has room (``max_batch_size``),
+   the budget has tokens and the cache has space; the head of the queue is never overtaken, so
+   a long prompt cannot starve. On first admission a prefix-caching cache supplies the already
+   computed prefix (always leaving >= 1 token to compute, for logits).
 
-A sequence needing more KV than the whole cache can ever hold is rejected (the engine fails its
-request with a clear error) instead of waiting forever.
+When the cache cannot grow a running sequence, the most recently arrived running sequence is
+preempted by recompute (KV freed, ``num_computed_tokens = 0``, back at the head of the queue):
+never a crash, never a silent truncation. A sequence that can never fit (more tokens than the
+whole cache, or than ``max_model_len``) is **rejected** in :attr:`SchedulerOutput.rejected` so
+the engine can fail its request with a clear error instead of waiting forever.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from itertools import count
 
 from forge_kernel.interfaces.kv_cache import KVCache
 from forge_kernel.interfaces.scheduler import (
@@ -37,10 +40,15 @@ class ContinuousScheduler(Scheduler):
     name = "continuous"
 
     def __init__(self, config: SchedulerConfig, kv_cache: KVCache) -> None:
+        if config.max_batch_size < 1 or config.max_prefill_tokens < 1:
+            raise ValueError(f"max_batch_size ({config.max_batch_size}) and max_prefill_tokens "
+                             f"({config.max_prefill_tokens}) must be >= 1")
         self.config = config
         self._kv = kv_cache
         self._waiting: deque[Sequence] = deque()
         self._running: list[Sequence] = []
+        self._order: dict[int, int] = {}  # seq_id -> arrival rank (FCFS, preemption victim)
+        self._ranks = count()
 
     @property
     def kv_cache(self) -> KVCache:
@@ -48,6 +56,7 @@ class ContinuousScheduler(Scheduler):
 
     def add(self, seq: Sequence) -> None:
         seq.status = SequenceStatus.WAITING
+        self._order[seq.seq_id] = next(self._ranks)
         self._waiting.append(seq)
 
     def num_waiting(self) -> int:
@@ -57,42 +66,48 @@ class ContinuousScheduler(Scheduler):
         return len(self._running)
 
     def finish(self, seq_id: int) -> None:
-        self._remove(seq_id, SequenceStatus.FINISHED)
+        self._remove(seq_id)
 
     def abort(self, seq_id: int) -> None:
-        self._remove(seq_id, SequenceStatus.FINISHED)
+        self._remove(seq_id)
 
-    def _remove(self, seq_id: int, status: SequenceStatus) -> None:
+    def _remove(self, seq_id: int) -> None:
         for pool in (self._running, self._waiting):
-            for seq in list(pool):
-                if seq.seq_id == seq_id:
-                    pool.remove(seq)
-                    seq.status = status
+            for seq in [s for s in pool if s.seq_id == seq_id]:
+                pool.remove(seq)
+                seq.status = SequenceStatus.FINISHED
+        self._order.pop(seq_id, None)
         self._kv.free(seq_id)
 
+    def _limit(self) -> int:
+        """Most tokens one sequence can ever hold."""
+        return min(self._kv.capacity_tokens(), self.config.max_model_len)
+
+    # -- the step -----------------------------------------------------------------------------
     def schedule(self) -> SchedulerOutput:
         out = SchedulerOutput()
-        budget = self.config.max_prefill_tokens
         scheduled: dict[int, ScheduledChunk] = {}
-        for seq in list(self._running):
+        budget = self.config.max_prefill_tokens
+        decoding = [s for s in self._running if s.num_uncomputed_tokens <= 1]
+        prefilling = [s for s in self._running if s.num_uncomputed_tokens > 1]
+        for seq in decoding:
+            if seq.status is SequenceStatus.RUNNING and seq.num_uncomputed_tokens == 1:
+                if self._grow(seq, seq.num_tokens, out, scheduled):
+                    scheduled[seq.seq_id] = ScheduledChunk(seq, 1)
+        for seq in prefilling:
+            if budget <= 0:
+                break
             if seq.status is not SequenceStatus.RUNNING:
-                continue  # preempted earlier in this loop
-            remaining = seq.num_uncomputed_tokens
-            prefill = remaining > 1
-            chunk = min(remaining, budget) if prefill else 1
-            if chunk <= 0:
-                continue  # budget spent: this sequence's next prompt piece waits a step
-            if not self._grow(seq, seq.num_computed_tokens + chunk, out, scheduled):
-                continue  # it was preempted itself
-            scheduled[seq.seq_id] = ScheduledChunk(seq, chunk)
-            if prefill:
+                continue  # preempted earlier in this step
+            chunk = min(seq.num_uncomputed_tokens, budget)
+            if self._grow(seq, seq.num_computed_tokens + chunk, out, scheduled):
+                scheduled[seq.seq_id] = ScheduledChunk(seq, chunk)
                 budget -= chunk
         while self._waiting and len(self._running) < self.config.max_batch_size and budget > 0:
             seq = self._waiting[0]
-            if seq.num_tokens > self._kv.capacity_tokens():
+            if seq.num_tokens > self._limit():
                 self._waiting.popleft()
-                seq.status = SequenceStatus.FINISHED
-                out.rejected.append(seq)
+                self._reject(seq, out)
                 continue
             if seq.num_computed_tokens == 0:
                 cached = self._kv.match_prefix(seq.seq_id, seq.token_ids)
@@ -100,9 +115,9 @@ class ContinuousScheduler(Scheduler):
             chunk = min(seq.num_uncomputed_tokens, budget)
             total = seq.num_computed_tokens + chunk
             if not self._kv.can_allocate(seq.seq_id, total):
-                if seq.num_computed_tokens and not self._running:
-                    self._kv.free(seq.seq_id)  # keep the cache clean for the next try
-                    seq.num_computed_tokens = 0
+                # Waiting sequences hold no KV: give back the prefix blocks just attached.
+                self._kv.free(seq.seq_id)
+                seq.num_computed_tokens = 0
                 break  # FCFS: nobody overtakes the head of the queue
             self._kv.allocate(seq.seq_id, total)
             self._waiting.popleft()
@@ -115,9 +130,15 @@ class ContinuousScheduler(Scheduler):
 
     def _grow(self, seq: Sequence, total: int, out: SchedulerOutput,
               scheduled: dict[int, ScheduledChunk]) -> bool:
-        """Make room for ``seq`` to hold ``total`` tokens, preempting the latest arrivals."""
+        """Make room for ``seq`` to hold ``total`` tokens, preempting the latest arrivals.
+        Returns False when ``seq`` itself was preempted or rejected."""
+        if total > self._limit():
+            self._running.remove(seq)
+            self._kv.free(seq.seq_id)
+            self._reject(seq, out)
+            return False
         while not self._kv.can_allocate(seq.seq_id, total):
-            victim = self._running[-1]
+            victim = max(self._running, key=lambda s: self._order.get(s.seq_id, -1))
             self._preempt(victim, out)
             scheduled.pop(victim.seq_id, None)
             if victim is seq:
@@ -133,3 +154,8 @@ class ContinuousScheduler(Scheduler):
         seq.status = SequenceStatus.WAITING
         self._waiting.appendleft(seq)
         out.preempted.append(seq)
+
+    def _reject(self, seq: Sequence, out: SchedulerOutput) -> None:
+        seq.status = SequenceStatus.FINISHED
+        self._order.pop(seq.seq_id, None)
+        out.rejected.append(seq)
