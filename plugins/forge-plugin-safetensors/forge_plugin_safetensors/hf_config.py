@@ -13,9 +13,11 @@ from forge_kernel.errors import ModelFormatError
 from forge_kernel.interfaces.model import ModelConfig
 
 ARCHITECTURES = {"llama": "llama", "mistral": "mistral", "qwen2": "qwen2", "qwen3": "qwen3",
-                 "gemma3_text": "gemma3", "gemma3": "gemma3"}
-"""HF ``model_type`` -> forge architecture name (GGUF's ``general.architecture``; Mistral keeps
-its own name because its sliding window matters)."""
+                 "gemma3_text": "gemma3_text", "gemma3": "gemma3_text"}
+"""HF ``model_type`` -> forge architecture name: the text model's own ``model_type`` (the
+architecture plugins register HF model types next to GGUF names; Mistral keeps its name because
+its sliding window matters)."""
+GEMMA3 = frozenset({"gemma3", "gemma3_text"})
 GEMMA3_SLIDING_PATTERN = 6
 
 
@@ -76,7 +78,7 @@ def model_config(path: Path, raw: dict[str, Any], has_output: bool) -> ModelConf
 
     hidden, heads, layers = int(need("hidden_size")), int(need("num_attention_heads")), \
         int(need("num_hidden_layers"))
-    gemma = arch == "gemma3"
+    gemma = arch in GEMMA3
     rope = _rope(raw, "full_attention" if gemma else None)
     extra: dict[str, Any] = {}
     if raw.get("sliding_window") and (gemma or arch == "mistral"):

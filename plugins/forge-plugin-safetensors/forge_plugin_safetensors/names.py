@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 _GGUF_ARCH = {"llama": "LLAMA", "mistral": "LLAMA", "qwen2": "QWEN2", "qwen3": "QWEN3",
-              "gemma3": "GEMMA3"}
+              "gemma3": "GEMMA3", "gemma3_text": "GEMMA3"}
 _PREFIXES = (
     ("model.language_model.", "model."),  # Gemma3ForConditionalGeneration, transformers 5
     ("language_model.model.", "model."),  # Gemma3ForConditionalGeneration, transformers 4
@@ -41,4 +41,4 @@ def canonical_name(hf_name: str, arch: str, layers: int) -> str | None:
 
 def is_gemma_norm(name: str, arch: str) -> bool:
     """Gemma RMSNorm weights (all of them, q/k norms included) get llama.cpp's ``+1``."""
-    return arch == "gemma3" and name.endswith("norm.weight")
+    return arch.startswith("gemma3") and name.endswith("norm.weight")
