@@ -47,14 +47,14 @@ def gguf_path() -> Path:
 
 @pytest.fixture(scope="module")
 def ours(gguf_path):
-    """(model, token ids per prompt) built through the real plugins."""
+    """(model, token ids per prompt, tokenizer) built through the real plugins."""
     source = open_model_source(gguf_path)
     # One thread: on a shared 2-core machine, two OpenMP threads stall ~20 ms on every small op
     # whenever another process holds a core, which makes decode 10x slower, not faster.
     backend = get_host().registry.create("backend", "cpu", threads=1, precision="exact")
     model = build_causal_lm(source, backend)
     ids = [source.tokenizer.encode(p) for p in PROMPTS]
-    return model, ids
+    return model, ids, source.tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +97,7 @@ def _assert_close(got, ref, what):
 
 
 def test_next_token_logits_match_transformers(ours, reference):
-    model, prompt_ids = ours
+    model, prompt_ids, _ = ours
     make_cache = naive_cache_factory(model)
     for text, ids in zip(PROMPTS, prompt_ids, strict=True):
         assert len(ids) >= 3 and ids[0] == 2, (text, ids)  # BOS first
@@ -106,7 +106,7 @@ def test_next_token_logits_match_transformers(ours, reference):
 
 def test_chunked_prefill_in_a_batch_matches_transformers(ours, reference):
     """Two sequences in one step each, prompts split in two chunks."""
-    model, prompt_ids = ours
+    model, prompt_ids, _ = ours
     a, b = prompt_ids[1], prompt_ids[5]
     cache = naive_cache_factory(model)()
     ha, hb = len(a) // 2, len(b) // 2
@@ -120,7 +120,7 @@ def test_chunked_prefill_in_a_batch_matches_transformers(ours, reference):
 def test_32_greedy_tokens_identical_batched_and_chunked(ours, reference):
     """Our own greedy loop (two sequences per step, prompts prefilled in two chunks) against
     ``generate(do_sample=False)`` run on each prompt alone."""
-    model, prompt_ids = ours
+    model, prompt_ids, _ = ours
     prompts = [prompt_ids[0], prompt_ids[2]]
     got = greedy_batch(model, naive_cache_factory(model)(), prompts, 32, num_chunks=2)
     for ids, tokens in zip(prompts, got, strict=True):
@@ -129,3 +129,24 @@ def test_32_greedy_tokens_identical_batched_and_chunked(ours, reference):
                                      do_sample=False)[0, len(ids):].tolist()
         assert len(ref) == 32, "reference stopped early at EOS: pick another prompt"
         assert tokens == ref
+
+
+def test_prompt_longer_than_the_sliding_window(ours, reference):
+    """600 tokens (window 512): local layers must drop the oldest keys, global ones keep all.
+    Prefilled in three chunks, then 3 greedy decode steps; one prefill on each side."""
+    model, _, tokenizer = ours
+    text = " ".join(f"Item {i}: the {['red', 'green', 'blue'][i % 3]} box holds {i * 7} coins."
+                    for i in range(80))
+    ids = tokenizer.encode(text)[:600]
+    assert len(ids) == 600
+    with torch.no_grad():
+        ref = reference.generate(torch.tensor([ids]), max_new_tokens=4, do_sample=False,
+                                 output_logits=True, return_dict_in_generate=True)
+    cache = naive_cache_factory(model)()
+    logits = prefill(model, cache, ids, chunk_sizes=[256, 256, 88])
+    _assert_close(logits, ref.logits[0][0], "600-token prompt")
+    tokens = [int(logits.argmax())]
+    for _ in range(3):
+        logits = step(model, cache, [(0, len(ids) + len(tokens) - 1, tokens[-1:], True)])[0]
+        tokens.append(int(logits.argmax()))
+    assert tokens == ref.sequences[0, len(ids):].tolist()
