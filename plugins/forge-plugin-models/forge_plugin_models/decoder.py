@@ -66,7 +66,6 @@ class DecoderLM(CausalLM):
         cfg = self.config = source.config
         self.backend = backend
         self.spec = spec
-        self._path = source.path
         self.dtype = backend.compute_dtype
         self.eps = float(cfg.rms_norm_eps)
         self.scale = spec.attn_scale if spec.attn_scale is not None else cfg.head_dim**-0.5
