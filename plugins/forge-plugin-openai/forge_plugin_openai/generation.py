@@ -63,21 +63,29 @@ async def collect(request: Request, engine: Any, request_id: str, prompts: list[
     jobs = [asyncio.ensure_future(_collect_one(engine, f"{request_id}-{i}", ids, params,
                                                prompt_param))
             for i, ids in enumerate(prompts)]
-    gathered = asyncio.gather(*jobs)
+
+    async def cancel_all() -> None:
+        for job in jobs:
+            job.cancel()
+        await asyncio.gather(*jobs, return_exceptions=True)
+
     try:
-        while True:
-            done, _ = await asyncio.wait({gathered}, timeout=DISCONNECT_POLL_SECONDS)
-            if done:
-                break
-            if await request.is_disconnected():
-                gathered.cancel()
-                await asyncio.gather(*jobs, return_exceptions=True)
+        pending = set(jobs)
+        while pending:
+            _, pending = await asyncio.wait(pending, timeout=DISCONNECT_POLL_SECONDS)
+            if any(job.done() and not job.cancelled() and job.exception() for job in jobs):
+                break  # one prompt failed: the request fails, the others are aborted
+            if pending and await request.is_disconnected():
+                await cancel_all()
                 raise ClientDisconnected(request_id)
     except asyncio.CancelledError:
-        gathered.cancel()
-        await asyncio.gather(*jobs, return_exceptions=True)
+        await cancel_all()
         raise
-    results = gathered.result()
+    failed = [job for job in jobs if job.done() and not job.cancelled() and job.exception()]
+    if failed:
+        await cancel_all()
+        raise failed[0].exception()
+    results = [job.result() for job in jobs]
     choices: list[Choice] = []
     total = Usage()
     for offset, (prompt_choices, usage) in enumerate(results):
