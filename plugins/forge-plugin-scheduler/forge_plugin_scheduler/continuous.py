@@ -9,7 +9,8 @@ Each step, in this order:
 3. **admission** — waiting sequences join FCFS while the batch has room (``max_batch_size``),
    the budget has tokens and the cache has space; the head of the queue is never overtaken, so
    a long prompt cannot starve. On first admission a prefix-caching cache supplies the already
-   computed prefix (always leaving >= 1 token to compute, for logits).
+   computed prefix (always leaving >= 1 token to compute, for logits). No admission happens in
+   a step that had to preempt (the cache is full; admitting would only thrash).
 
 When the cache cannot grow a running sequence, the most recently arrived running sequence is
 preempted by recompute (KV freed, ``num_computed_tokens = 0``, back at the head of the queue):
@@ -103,7 +104,10 @@ class ContinuousScheduler(Scheduler):
             if self._grow(seq, seq.num_computed_tokens + chunk, out, scheduled):
                 scheduled[seq.seq_id] = ScheduledChunk(seq, chunk)
                 budget -= chunk
-        while self._waiting and len(self._running) < self.config.max_batch_size and budget > 0:
+        # After a preemption the cache is full: admitting now would only thrash (and could
+        # re-admit the very sequence just evicted), so admission waits for the next step.
+        while (self._waiting and not out.preempted and budget > 0
+               and len(self._running) < self.config.max_batch_size):
             seq = self._waiting[0]
             if seq.num_tokens > self._limit():
                 self._waiting.popleft()

@@ -103,3 +103,48 @@ def test_fcfs_head_of_queue_is_not_overtaken():
     assert set(run_step(sched)) == {1}
     sched.finish(1)
     assert set(run_step(sched)) == {2, 3}
+
+
+def test_preempted_sequence_returns_before_later_arrivals_and_not_in_same_step():
+    sched, kv = make(capacity_blocks=2, budget=32)  # 16 tokens
+    sched.add(seq(1, 7, 0.0))
+    sched.add(seq(2, 7, 1.0))
+    run_step(sched)
+    sched.add(seq(3, 2, 2.0))  # arrives after 2
+    out = None
+    for _ in range(4):
+        out = sched.schedule()
+        for c in out.chunks:
+            c.seq.num_computed_tokens += c.num_tokens
+            c.seq.token_ids.append(7)
+        if out.preempted:
+            break
+    assert [s.seq_id for s in out.preempted] == [2]
+    assert {c.seq.seq_id for c in out.chunks} == {1}  # no admission right after preempting
+    sched.finish(1)
+    first = run_step(sched)
+    assert 2 in first  # the preempted sequence is back first, ahead of 3
+
+
+def test_prefix_caching_through_the_paged_cache():
+    if "paged" not in registry.names("kv_cache"):
+        pytest.skip("needs forge-plugin-kv-paged")
+    kv = registry.create("kv_cache", "paged", SPEC, KVCacheConfig(block_size=4, num_blocks=16))
+    sched = registry.create("scheduler", "continuous",
+                            SchedulerConfig(max_batch_size=4, max_prefill_tokens=64,
+                                            max_model_len=64), kv)
+    a = seq(1, 10)
+    sched.add(a)
+    sched.schedule()
+    a.num_computed_tokens = 10
+    kv.commit(1, a.token_ids, 10)  # two full blocks published
+    sched.finish(1)
+    b = seq(2, 10)
+    sched.add(b)
+    out = sched.schedule()
+    assert [(c.seq.seq_id, c.num_tokens) for c in out.chunks] == [(2, 2)]
+    assert b.num_computed_tokens == 8
+    c = seq(3, 8)  # exactly two cached blocks: one block is recomputed for logits
+    sched.add(c)
+    out = sched.schedule()
+    assert [(ch.seq.seq_id, ch.num_tokens) for ch in out.chunks if ch.seq is c] == [(3, 4)]
