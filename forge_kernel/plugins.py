@@ -116,10 +116,13 @@ class PluginHost:
         return register
 
     def _call_own(self, plugin: object, hook_name: str, **kwargs: Any) -> None:
-        """Call ``plugin``'s own implementation of ``hook_name`` (if any), and only it."""
-        for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
-            if impl.plugin is plugin:
-                impl.function(**{arg: kwargs[arg] for arg in impl.argnames})
+        """Call ``plugin``'s own implementation of ``hook_name`` (if any), and only it, through
+        pluggy (so hook-call monitoring, e.g. ``forge_hook_recorder``, sees it)."""
+        caller = getattr(self.pm.hook, hook_name)
+        if not any(impl.plugin is plugin for impl in caller.get_hookimpls()):
+            return
+        others = [p for p in self.pm.get_plugins() if p is not plugin]
+        self.pm.subset_hook_caller(hook_name, remove_plugins=others)(**kwargs)
 
     def unregister(self, name: str) -> None:
         plugin = self.pm.get_plugin(name)

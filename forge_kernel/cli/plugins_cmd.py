@@ -8,6 +8,17 @@ from dataclasses import asdict
 import click
 
 
+def _provides(status) -> list[str]:  # noqa: ANN001 - a PluginStatus
+    """Kinds it registered, then its other hooks (``commands``, ``config_sections``,
+    ``startup``, ...)."""
+    from forge_kernel.registry import KINDS
+
+    kind_hooks = set(KINDS.values())
+    others = [h.removeprefix("forge_register_").removeprefix("forge_")
+              for h in status.hooks if h not in kind_hooks]
+    return [*status.kinds, *others]
+
+
 @click.command("plugins")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def plugins_command(as_json: bool) -> None:
@@ -22,8 +33,7 @@ def plugins_command(as_json: bool) -> None:
         click.echo("no plugins installed (try: pip install forge-plugin-cpu forge-plugin-gguf)")
         return
     header = ("NAME", "DISTRIBUTION", "VERSION", "PROVIDES", "STATUS")
-    rows = [(s.name, s.distribution, s.version,
-             ", ".join(s.kinds) or ", ".join(h.removeprefix("forge_") for h in s.hooks) or "-",
+    rows = [(s.name, s.distribution, s.version, ", ".join(_provides(s)) or "-",
              s.status if s.error is None else f"{s.status}: {s.error}") for s in statuses]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
     for row in [header, *rows]:

@@ -1,0 +1,1 @@
+"""forge-fixture-broken: a plugin that cannot be imported."""

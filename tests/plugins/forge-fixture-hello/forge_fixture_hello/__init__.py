@@ -1,0 +1,1 @@
+"""forge-fixture-hello: the smallest useful forge plugin (see docs/plugins/tutorial.md)."""
