@@ -35,8 +35,6 @@ def from_hf_dir(path: Path) -> HFTokenizer:
         tok = Tokenizer.from_file(str(file))
     except Exception as exc:  # the Rust library raises plain Exception
         raise ModelFormatError(file, f"unreadable tokenizer ({exc})") from None
-    # BOS is added explicitly by HFTokenizer; drop a post-processor that would add it again
-    tok.post_processor = None
     tok_config = _read_json(path / "tokenizer_config.json")
     gen_config = _read_json(path / "generation_config.json")
     model_config = _read_json(path / "config.json")
@@ -49,6 +47,11 @@ def from_hf_dir(path: Path) -> HFTokenizer:
     eos_text = _token_text(tok_config.get("eos_token"))
     if eos_text and tok.token_to_id(eos_text) is not None:
         eos_ids.add(tok.token_to_id(eos_text))
+    add_bos = tok_config.get("add_bos_token")
+    if add_bos is None:  # Llama 3 style: only the post-processor says whether BOS is added
+        add_bos = bos_id is not None and tok.encode("a").ids[:1] == [bos_id]
+    # BOS is added explicitly by HFTokenizer; drop a post-processor that would add it again
+    tok.post_processor = None
     template = tok_config.get("chat_template")
     if template is None and (path / "chat_template.jinja").is_file():
         template = (path / "chat_template.jinja").read_text()
@@ -56,5 +59,5 @@ def from_hf_dir(path: Path) -> HFTokenizer:
         template = next((t["template"] for t in template if t.get("name") == "default"), None)
     return HFTokenizer(
         tok, bos_id=bos_id, eos_ids=eos_ids,
-        add_bos=bool(tok_config.get("add_bos_token", False)),
+        add_bos=bool(add_bos),
         chat_template=template, architecture=str(model_config.get("model_type", "")))
