@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -107,7 +106,8 @@ def run(model, kv_cache_factory, prompt: int, gen: int, seed: int, on_decode=Non
     ids = torch.randint(10, model.config.vocab_size - 10, (prompt,), generator=g)
     kv.allocate(0, prompt + gen + 1)
     t0 = time.perf_counter()
-    logits = model.forward(ForwardBatch(ids, torch.arange(prompt), [SequenceChunk(0, 0, prompt)]), kv)
+    batch = ForwardBatch(ids, torch.arange(prompt), [SequenceChunk(0, 0, prompt)])
+    logits = model.forward(batch, kv)
     t1 = time.perf_counter()
     token = int(logits[0].argmax())
     if on_decode is not None:

@@ -53,7 +53,8 @@ class _Cursor:
 def _decode(weight: WeightTensor) -> torch.Tensor:
     import gguf
 
-    values = gguf.quants.dequantize(np.asarray(weight.data), gguf.GGMLQuantizationType[weight.qtype])
+    qtype = gguf.GGMLQuantizationType[weight.qtype]
+    values = gguf.quants.dequantize(np.asarray(weight.data), qtype)
     return torch.from_numpy(np.array(values, dtype=np.float32)).reshape(weight.shape)
 
 

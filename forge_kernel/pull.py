@@ -116,15 +116,16 @@ def _download(repo: str, filename: str | None, staging: Path) -> Path:
             return Path(huggingface_hub.hf_hub_download(repo, filename, local_dir=target))
         huggingface_hub.snapshot_download(repo, local_dir=target, allow_patterns=HF_PATTERNS)
         return target
-    except (hub_errors.RepositoryNotFoundError, hub_errors.EntryNotFoundError,
-            hub_errors.RevisionNotFoundError) as exc:
-        raise ForgeError(f"{repo}{':' + filename if filename else ''}: not found on the Hub "
-                         f"({type(exc).__name__})") from None
+    # LocalEntryNotFoundError subclasses EntryNotFoundError in some releases: test it first.
     except hub_errors.LocalEntryNotFoundError:
         raise HubUnavailable(
             f"cannot download {repo}: the Hugging Face Hub is unreachable (offline, or "
             "HF_HUB_OFFLINE=1) and the file is not in the local Hub cache"
         ) from None
+    except (hub_errors.RepositoryNotFoundError, hub_errors.EntryNotFoundError,
+            hub_errors.RevisionNotFoundError) as exc:
+        raise ForgeError(f"{repo}{':' + filename if filename else ''}: not found on the Hub "
+                         f"({type(exc).__name__})") from None
     except OSError as exc:  # connection failures surface as OSError subclasses
         raise HubUnavailable(f"cannot download {repo}: {exc}") from None
 

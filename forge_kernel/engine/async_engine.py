@@ -17,7 +17,12 @@ from concurrent.futures import Future
 from typing import Any
 
 from forge_kernel.engine.engine import EngineStats, Event, LLMEngine, RequestFailed
-from forge_kernel.engine.types import CompletionDelta, InvalidRequest, RequestMetrics, SamplingParams
+from forge_kernel.engine.types import (
+    CompletionDelta,
+    InvalidRequest,
+    RequestMetrics,
+    SamplingParams,
+)
 
 _STOP = object()
 
@@ -87,8 +92,7 @@ class AsyncEngine:
         deadline = loop.time() + drain_timeout
         while self._streams and loop.time() < deadline:
             await asyncio.sleep(0.05)
-        for rid in list(self._streams):
-            await self.abort(rid)
+        self.abort_all()
         self._commands.put(_STOP)
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join, 10.0)
@@ -133,6 +137,14 @@ class AsyncEngine:
     async def abort(self, request_id: str) -> None:
         """Abort a request; its stream ends with ``finish_reason="abort"`` events."""
         self._commands.put(("abort", request_id))
+
+    def abort_all(self) -> int:
+        """Abort every live request (thread-safe, no await: signal handlers call it); each
+        stream ends with ``finish_reason="abort"``. Returns how many were aborted."""
+        live = list(self._streams)
+        for request_id in live:
+            self._commands.put(("abort", request_id))
+        return len(live)
 
     async def embed(self, prompt_ids_list: list[list[int]]) -> list[list[float]]:
         """Embedding vectors (see :meth:`LLMEngine.embed`), computed on the engine thread."""

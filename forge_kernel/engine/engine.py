@@ -159,8 +159,7 @@ class LLMEngine:
         """One iteration: schedule, run the model on the step's chunks, sample, emit deltas."""
         events: list[Event] = []
         out = self.scheduler.schedule()
-        for seq in out.preempted:
-            self._stats.num_preemptions += 1
+        self._stats.num_preemptions += len(out.preempted)
         for seq in getattr(out, "rejected", None) or ():
             events.extend(self._reject(seq))
         chunks = out.chunks

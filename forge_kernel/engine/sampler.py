@@ -118,7 +118,9 @@ def _draw(vals: torch.Tensor, idx: torch.Tensor | None, params: SamplingParams,
     return choice if idx is None else int(idx[choice])
 
 
-def sample(logits: torch.Tensor, rows: Sequence[SamplingRow]) -> list[tuple[int, TokenLogprob | None]]:
+def sample(
+    logits: torch.Tensor, rows: Sequence[SamplingRow]
+) -> list[tuple[int, TokenLogprob | None]]:
     """Sample one token per row of ``logits [N, V]``; return ``(token, logprob or None)``."""
     assert logits.shape[0] == len(rows), (logits.shape, len(rows))
     logits = logits.float()

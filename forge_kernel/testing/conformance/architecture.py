@@ -8,15 +8,18 @@ Usage::
         prompts = [[1, 5, 9, 2], [1, 7, 3]]
 
         @pytest.fixture(scope="class")
-        def architecture(self):
+        @classmethod
+        def architecture(cls):
             return LlamaArchitecture()
 
         @pytest.fixture(scope="class")
-        def source(self):              # a ModelSource of a tiny model of this architecture
+        @classmethod
+        def source(cls):              # a ModelSource of a tiny model of this architecture
             ...
 
         @pytest.fixture(scope="class")
-        def backend(self):
+        @classmethod
+        def backend(cls):
             return get_host().registry.create("backend", "cpu", threads=1)
 
 The built model must keep the invariants of
@@ -41,19 +44,23 @@ class ModelArchitectureConformance:
     atol: float = 1e-4
 
     @pytest.fixture(scope="class")
-    def architecture(self) -> ModelArchitecture:
+    @classmethod
+    def architecture(cls) -> ModelArchitecture:
         raise NotImplementedError("provide an `architecture` fixture")
 
     @pytest.fixture(scope="class")
-    def source(self) -> Any:
+    @classmethod
+    def source(cls) -> Any:
         raise NotImplementedError("provide a `source` fixture (a tiny ModelSource)")
 
     @pytest.fixture(scope="class")
-    def backend(self) -> Any:
+    @classmethod
+    def backend(cls) -> Any:
         raise NotImplementedError("provide a `backend` fixture")
 
     @pytest.fixture(scope="class")
-    def model(self, architecture: ModelArchitecture, source: Any, backend: Any) -> CausalLM:
+    @classmethod
+    def model(cls, architecture: ModelArchitecture, source: Any, backend: Any) -> CausalLM:
         return architecture.build(source, backend)
 
     def test_is_an_architecture(self, architecture: ModelArchitecture) -> None:

@@ -10,7 +10,8 @@ Usage in a plugin's tests::
         rtol = 1e-5                               # relative to the largest |reference| value
 
         @pytest.fixture(scope="class")
-        def backend(self):
+        @classmethod
+        def backend(cls):
             return MyBackend(threads=1)
 
 Each claimed qtype is checked on random tensors: ``linear``/``embedding``/``dense`` must agree

@@ -1,5 +1,5 @@
-"""``SchedulerConformance``: the contract every :class:`~forge_kernel.interfaces.scheduler.Scheduler`
-must meet, as a pytest class to subclass.
+"""``SchedulerConformance``: the contract every
+:class:`~forge_kernel.interfaces.scheduler.Scheduler` must meet, as a pytest class to subclass.
 
 Usage in a plugin's tests::
 

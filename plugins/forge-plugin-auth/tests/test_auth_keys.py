@@ -6,11 +6,11 @@ import sqlite3
 import time
 
 import pytest
-
-from forge_kernel.errors import ForgeError
 from forge_plugin_auth.cli import parse_expiry
 from forge_plugin_auth.keys import KeyStore
 from forge_plugin_auth.limits import RateLimiter
+
+from forge_kernel.errors import ForgeError
 
 
 @pytest.fixture()

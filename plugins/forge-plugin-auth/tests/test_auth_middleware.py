@@ -18,11 +18,11 @@ import pytest
 import uvicorn
 import websockets
 from fastapi import FastAPI, WebSocket
-
-from forge_kernel.usage import report_usage
 from forge_plugin_auth.keys import KeyStore
 from forge_plugin_auth.limits import RateLimiter
 from forge_plugin_auth.middleware import AuthMiddleware
+
+from forge_kernel.usage import report_usage
 
 
 class FakeClock:

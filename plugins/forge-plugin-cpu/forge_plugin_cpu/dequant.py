@@ -1,4 +1,5 @@
-"""Dequantize :class:`WeightTensor` objects into preallocated float32 tensors, row chunk by row chunk.
+"""Dequantize :class:`WeightTensor` objects into preallocated float32 tensors, one row chunk
+at a time.
 
 Dequantizing the 262144 x 640 embedding of Gemma 3 in one call would create a ~670 MB float32
 temporary on top of the result; going through row slices bounds the temporary to one chunk.

@@ -127,6 +127,7 @@ def _lossless(weight: WeightTensor, spec) -> Int8Matrix:
         safe = torch.where(s != 0, s, torch.ones_like(s))
         levels = torch.round(block.view(end - begin, groups, cols // groups) / safe[:, :, None])
         if not torch.isfinite(levels).all() or levels.abs().max() > 127:
-            raise ValueError(f"tensor {weight.name!r}: {weight.qtype} block levels out of int8 range")
+            raise ValueError(
+                f"tensor {weight.name!r}: {weight.qtype} block levels out of int8 range")
         q[begin:end] = levels.view(end - begin, cols).to(torch.int8)
     return Int8Matrix(q, scale, shift)

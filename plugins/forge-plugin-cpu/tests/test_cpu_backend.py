@@ -7,12 +7,12 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-
-from forge_kernel.plugins import get_host
-from forge_kernel.testing.conformance.weights import random_weight
 from forge_plugin_cpu.backend import CpuBackend
 from forge_plugin_cpu.memory import release_file_pages
 from forge_plugin_cpu.threads import physical_cores
+
+from forge_kernel.plugins import get_host
+from forge_kernel.testing.conformance.weights import random_weight
 
 
 def test_registered_through_entry_point():

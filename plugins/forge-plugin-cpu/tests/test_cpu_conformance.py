@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from forge_plugin_cpu.backend import CpuBackend
 
 from forge_kernel.testing.conformance.backend import BackendConformance
-from forge_plugin_cpu.backend import CpuBackend
 
 # One tensor of every type the default model uses (Q8_0, Q5_0, Q4_K, Q6_K, F32).
 REAL_NAMES = [

@@ -63,6 +63,12 @@ class GGUFLoader(WeightLoader):
         path = Path(path)
         gguf = read_gguf(path)
         meta = gguf.metadata
+        # An unreadable tensor type is the more useful message when metadata is also lacking.
+        for info in gguf.tensors:
+            if info.qtype not in SUPPORTED_TYPES:
+                raise ModelFormatError(path, f"tensor {info.name!r} has type {info.qtype}, "
+                                             f"which forge cannot read (supported: "
+                                             f"{', '.join(sorted(SUPPORTED_TYPES))})")
         arch = str(_require(gguf, "general.architecture"))
         for key in REQUIRED_KEYS:
             _require(gguf, f"{arch}.{key}")
@@ -80,10 +86,6 @@ class GGUFLoader(WeightLoader):
                  or gguf.metadata.get(f"{arch}.attention.head_count")}
         out: dict[str, WeightTensor] = {}
         for info in gguf.tensors:
-            if info.qtype not in SUPPORTED_TYPES:
-                raise ModelFormatError(gguf.path, f"tensor {info.name!r} has type {info.qtype}, "
-                                                  f"which forge cannot read (supported: "
-                                                  f"{', '.join(sorted(SUPPORTED_TYPES))})")
             data = gguf.tensor_bytes(info)
             kind = info.name.split(".")[-2] if info.name.count(".") >= 2 else ""
             if arch in PERMUTED_QK_ARCHS and kind in heads and info.name.endswith(".weight"):

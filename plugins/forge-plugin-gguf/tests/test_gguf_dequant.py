@@ -12,9 +12,9 @@ import gguf
 import numpy as np
 import pytest
 import torch
-
 from forge_plugin_gguf.dequant import BLOCKS, dequantize
 from forge_plugin_gguf.loader import decode
+
 from forge_kernel.interfaces.model import WeightTensor
 
 F16_FIELDS = {

@@ -24,7 +24,7 @@ import torch
 
 
 @numba.njit(parallel=True, cache=True, fastmath=False)
-def _decode_kernel(q, k_cache, v_cache, tables, lens, scale, window, softcap, out):  # pragma: no cover
+def _decode_kernel(q, k_cache, v_cache, tables, lens, scale, window, softcap, out):  # pragma: no cover # noqa: E501
     # q/out: [B, H, D] f32; k_cache/v_cache: [NB, BS, KV, D] f32; tables: [B, M] i32; lens: [B]
     batch, heads, dim = q.shape
     block_size = k_cache.shape[1]

@@ -33,6 +33,15 @@ async def get_model(model_id: str, request: Request) -> dict[str, Any]:
     return _model_card(request)
 
 
+@router.get("/v1/forge/stats")
+async def engine_stats(request: Request) -> dict[str, Any]:
+    """The engine's load (running, waiting, KV usage and free tokens, preemptions): a debug
+    view that needs no other plugin; tests read it to check aborts free the KV cache."""
+    import dataclasses
+
+    return dataclasses.asdict(request.app.state.forge.engine.stats())
+
+
 @router.post("/v1/embeddings")
 async def embeddings(body: EmbeddingRequest, request: Request) -> dict[str, Any]:
     """Mean-pooled, final-normed hidden states (see the README: a generative model's embedding,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import sys
 from pathlib import Path
 
@@ -80,9 +81,9 @@ def serve_command(**flags) -> None:
                f"{config.kv_cache} | scheduler {config.scheduler} | endpoints: {endpoints}",
                err=True)
     click.echo(f"OpenAI API at http://{config.host}:{config.port}/v1", err=True)
-    server = uvicorn.Server(uvicorn.Config(app, host=config.host, port=config.port,
-                                           log_level="warning", ws="websockets-sansio",
-                                           timeout_graceful_shutdown=5))
+    server = _graceful_server(async_engine, uvicorn.Config(
+        app, host=config.host, port=config.port, log_level="warning", ws="websockets-sansio",
+        timeout_graceful_shutdown=5))
     try:
         server.run()  # returns on SIGINT/SIGTERM after in-flight requests end or time out
     finally:
@@ -90,3 +91,20 @@ def serve_command(**flags) -> None:
         for plugin, exc in host.call_each("forge_shutdown", context=context):
             click.echo(f"forge: plugin {plugin!r} failed during shutdown: {exc}", err=True)
         click.echo("forge: shut down", err=True)
+
+
+def _graceful_server(engine, config):
+    """A uvicorn server that, on SIGTERM/SIGINT, aborts every in-flight request (streams end
+    with ``finish_reason="abort"`` then ``[DONE]``; their KV is freed) and returns normally
+    instead of re-raising the signal, so shutdown hooks run and the process exits 0. A second
+    SIGINT forces the exit."""
+    import uvicorn
+
+    class GracefulServer(uvicorn.Server):
+        def handle_exit(self, sig: int, frame) -> None:  # noqa: ARG002 - signal API
+            if self.should_exit and sig == signal.SIGINT:
+                self.force_exit = True
+            self.should_exit = True
+            engine.abort_all()
+
+    return GracefulServer(config)

@@ -54,7 +54,8 @@ def read_safetensors(path: Path) -> list[StoredTensor]:
     try:
         header = json.loads(bytes(mm[8:8 + length]))
     except ValueError as exc:
-        raise ModelFormatError(path, f"not a safetensors file (header is not JSON: {exc})") from None
+        reason = f"not a safetensors file (header is not JSON: {exc})"
+        raise ModelFormatError(path, reason) from None
     if not isinstance(header, dict):
         raise ModelFormatError(path, "not a safetensors file (header is not a JSON object)")
     base = 8 + length

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import gguf
 import pytest
+from forge_plugin_tokenizers import from_gguf, from_hf_dir, gguf_fields
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
 from forge_kernel.errors import ModelFormatError
-from forge_plugin_tokenizers import from_gguf, from_hf_dir, gguf_fields
 
 # The split patterns as published in the models' own tokenizer.json files (written out here,
 # independently of the plugin's table, so a typo there fails these tests).

@@ -1,0 +1,1 @@
+"""forge-plugin-metrics: /health probes and Prometheus /metrics for every forge endpoint."""

@@ -1,0 +1,98 @@
+"""The Prometheus metrics of one server (a private registry: tests may run several servers).
+
+HTTP metrics are recorded by the middleware, request latencies by the engine observer (once per
+finished request, never per token), and engine gauges (running, waiting, KV usage,
+preemptions) are read from ``engine.stats()`` at scrape time.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from forge_kernel.engine.types import RequestMetrics
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0,
+                    2.5, 5.0, 10.0, 20.0, 40.0, 80.0)
+_ITL_BUCKETS = (0.002, 0.005, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.075, 0.1, 0.2, 0.5, 1.0,
+                2.5)
+
+
+class _EngineCollector:
+    """Reads live engine state when Prometheus scrapes."""
+
+    def __init__(self, engine_getter) -> None:
+        self._engine = engine_getter
+
+    def collect(self):
+        engine = self._engine()
+        stats = engine.stats() if engine is not None else None
+        running = GaugeMetricFamily("forge_num_requests_running",
+                                    "Sequences in the running batch.")
+        waiting = GaugeMetricFamily("forge_num_requests_waiting",
+                                    "Sequences waiting for admission.")
+        kv = GaugeMetricFamily("forge_kv_cache_usage_ratio",
+                               "Fraction of KV-cache capacity held by running sequences.")
+        preempt = CounterMetricFamily("forge_preemptions",
+                                      "Sequences preempted (recomputed) for lack of KV space.")
+        if stats is not None:
+            running.add_metric([], getattr(stats, "num_running", 0))
+            waiting.add_metric([], getattr(stats, "num_waiting", 0))
+            kv.add_metric([], getattr(stats, "kv_usage", 0.0))
+            preempt.add_metric([], getattr(stats, "num_preemptions", 0))
+        yield from (running, waiting, kv, preempt)
+
+
+class ServerMetrics:
+    """All metrics of one server, named ``forge_*``."""
+
+    def __init__(self, engine_getter=lambda: None) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.http_requests = Counter(
+            "forge_http_requests", "HTTP requests and WebSocket connections by route and status.",
+            ["route", "method", "status"], registry=r)
+        self.http_duration = Histogram(
+            "forge_http_request_duration_seconds", "Time to answer an HTTP request.",
+            ["route"], buckets=_LATENCY_BUCKETS, registry=r)
+        self.ttft = Histogram("forge_time_to_first_token_seconds",
+                              "Arrival to first generated token.", buckets=_LATENCY_BUCKETS,
+                              registry=r)
+        self.itl = Histogram("forge_inter_token_latency_seconds",
+                             "Time between consecutive generated tokens.", buckets=_ITL_BUCKETS,
+                             registry=r)
+        self.e2e = Histogram("forge_e2e_request_latency_seconds",
+                             "Arrival to last token of a request.", buckets=_LATENCY_BUCKETS,
+                             registry=r)
+        self.prompt_tokens = Counter("forge_prompt_tokens", "Prompt tokens processed.",
+                                     registry=r)
+        self.generation_tokens = Counter("forge_generation_tokens", "Tokens generated.",
+                                         registry=r)
+        self.finished = Counter("forge_requests_finished", "Finished requests by reason.",
+                                ["finish_reason"], registry=r)
+        r.register(_EngineCollector(engine_getter))
+
+    def on_request_finished(self, metrics: RequestMetrics) -> None:
+        """Engine observer callback: one call per finished request."""
+        if metrics.time_to_first_token is not None:
+            self.ttft.observe(metrics.time_to_first_token)
+        for gap in metrics.inter_token_latencies:
+            self.itl.observe(gap)
+        self.e2e.observe(metrics.e2e_latency)
+        self.prompt_tokens.inc(metrics.prompt_tokens)
+        self.generation_tokens.inc(metrics.completion_tokens)
+        self.finished.labels(metrics.finish_reason or "unknown").inc()
+
+    def record_http(self, route: str, method: str, status: int, seconds: float | None) -> None:
+        self.http_requests.labels(route, method, str(status)).inc()
+        if seconds is not None:
+            self.http_duration.labels(route).observe(seconds)
+
+
+def route_of(scope: dict[str, Any]) -> str:
+    """The matched route's template (``/v1/models/{model_id}``), never the raw path, so label
+    cardinality stays bounded; unmatched paths share one label."""
+    route = scope.get("route")
+    return getattr(route, "path", None) or "unmatched"
