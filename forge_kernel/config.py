@@ -73,7 +73,9 @@ class ForgeConfig:
 
 
 def _is_secret(key: str) -> bool:
-    return key in SECRET_FIELDS or any(w in key for w in ("api_key", "password", "token", "secret"))
+    from forge_kernel.log import is_secret_key  # masks hf_token, not max_tokens
+
+    return key in SECRET_FIELDS or is_secret_key(key)
 
 
 def _fields() -> list[dataclasses.Field]:
@@ -84,8 +86,10 @@ def _hints() -> dict[str, Any]:
     return typing.get_type_hints(ForgeConfig)
 
 
-def _coerce(key: str, value: Any, hint: Any, from_text: bool) -> Any:  # noqa: C901
-    """Convert ``value`` to the field type ``hint`` or raise naming ``key`` and the type."""
+def _coerce(key: str, value: Any, hint: Any, from_text: bool,  # noqa: C901
+            where: str = "") -> Any:
+    """Convert ``value`` to the field type ``hint`` or raise naming ``key``, where the value
+    came from (``where``: ``env FORGE_PORT``, a file, ``--port``) and the expected type."""
     options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
     if value is None or (from_text and value == "" and type(None) in options):
         if type(None) in options:
@@ -111,7 +115,8 @@ def _coerce(key: str, value: Any, hint: Any, from_text: bool) -> Any:  # noqa: C
         except ValueError:
             continue
     expected = " or ".join("null" if o is type(None) else o.__name__ for o in options)
-    raise ConfigError(f"config key {key!r}: expected {expected}, got {value!r}")
+    origin = f" (from {where})" if where else ""
+    raise ConfigError(f"config key {key!r}{origin}: expected {expected}, got {value!r}")
 
 
 def forge_home() -> Path:
@@ -175,16 +180,18 @@ def load_config(flags: dict[str, Any] | None = None,
             if key not in names:  # a typo must not be ignored silently
                 raise ConfigError(f"{path}: unknown config key {key!r} "
                                   f"(known: {', '.join(sorted(names))})")
-            setattr(config, key, _coerce(key, value, hints[key], from_text=False))
+            setattr(config, key, _coerce(key, value, hints[key], False, f"file {path}"))
             config.sources[key] = f"file {path}"
     for key in names:
         env_name = f"FORGE_{key.upper()}"
         if env_name in os.environ:
-            setattr(config, key, _coerce(env_name, os.environ[env_name], hints[key], True))
+            setattr(config, key, _coerce(key, os.environ[env_name], hints[key], True,
+                                         f"env {env_name}"))
             config.sources[key] = f"env {env_name}"
     for key, value in (flags or {}).items():
         if value is not None and key in names:
-            setattr(config, key, _coerce(f"--{key.replace('_', '-')}", value, hints[key], False))
+            setattr(config, key, _coerce(key, value, hints[key], False,
+                                         f"--{key.replace('_', '-')}"))
             config.sources[key] = "command line"
     for name, schema in sections.items():
         config.sections[name] = _build_section(config, name, schema, path)
@@ -202,12 +209,13 @@ def _build_section(config: ForgeConfig, name: str, schema: type, path: Path | No
         if key not in known:
             raise ConfigError(f"{path}: unknown key {name}.{key} "
                               f"(known: {', '.join(sorted(known)) or 'none'})")
-        values[key] = _coerce(f"{name}.{key}", value, hints[key], from_text=False)
+        values[key] = _coerce(f"{name}.{key}", value, hints[key], False, f"file {path}")
         config.sources[f"{name}.{key}"] = f"file {path}"
     for key in known:
         env_name = f"FORGE_{name.upper().replace('-', '_')}_{key.upper()}"
         if env_name in os.environ:
-            values[key] = _coerce(env_name, os.environ[env_name], hints[key], from_text=True)
+            values[key] = _coerce(f"{name}.{key}", os.environ[env_name], hints[key], True,
+                                  f"env {env_name}")
             config.sources[f"{name}.{key}"] = f"env {env_name}"
     try:
         return schema(**values)

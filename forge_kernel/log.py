@@ -7,19 +7,44 @@ emitted while serving a request carries it without being passed around.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from typing import Any
 
 import structlog
 
-_SECRET_KEYS = ("api_key", "authorization", "token", "password", "secret")
+_SECRET_KEY = re.compile(
+    r"api_?key|authorization|password|passwd|secret|cookie|credential"
+    r"|(^|_)(access_|auth_|refresh_|bearer_|id_)?token$")
+"""Keys whose values are secrets (``api_key``, ``X-API-Key``, ``Authorization``, ``hf_token``),
+but not counters such as ``max_tokens`` or ``token_ids``."""
+_BEARER = re.compile(r"\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]+", re.IGNORECASE)
+
+
+def is_secret_key(key: str) -> bool:
+    """Whether a value stored under ``key`` (a log field, header or config key) is a secret."""
+    return bool(_SECRET_KEY.search(str(key).lower().replace("-", "_")))
+
+
+def _scrub(value: Any) -> Any:
+    """``value`` with secrets masked, looking inside mappings, sequences and strings."""
+    if isinstance(value, dict):
+        return {k: "***" if is_secret_key(k) else _scrub(v) for k, v in value.items()}
+    if type(value) in (list, tuple):  # not named tuples: their constructor differs
+        if len(value) == 2 and isinstance(value[0], str | bytes) and is_secret_key(
+                value[0].decode("latin-1") if isinstance(value[0], bytes) else value[0]):
+            return type(value)((value[0], "***"))  # a (header, value) pair
+        return type(value)(_scrub(v) for v in value)
+    if isinstance(value, str):
+        return _BEARER.sub(lambda m: f"{m.group(1)} ***", value)
+    return value
 
 
 def _redact(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
-    """Never let a secret reach a log line, whoever passed it."""
-    for key in list(event):
-        if any(s in key.lower() for s in _SECRET_KEYS):
-            event[key] = "***"
+    """Never let a secret reach a log line, whoever passed it: secret-named fields (also inside
+    nested headers), and ``Bearer <token>`` credentials inside any text."""
+    for key, value in event.items():
+        event[key] = "***" if is_secret_key(key) else _scrub(value)
     return event
 
 

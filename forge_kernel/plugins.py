@@ -185,7 +185,8 @@ class PluginHost:
         blocked = _selectors(env.get("FORGE_DISABLE_PLUGINS")) or set()
         strict = env.get("FORGE_PLUGINS_STRICT", "") not in ("", "0", "false")
         seen: set[str] = set()
-        for ep in sorted(entry_points(group=PROJECT_NAME), key=lambda e: e.name):
+        for ep in sorted(entry_points(group=PROJECT_NAME),  # deterministic, also on ties
+                         key=lambda e: (e.name, e.dist.name if e.dist else "")):
             dist = ep.dist.name if ep.dist else "?"
             version = ep.dist.version if ep.dist else "?"
             keys = {_norm(ep.name), _norm(dist)}
@@ -197,9 +198,18 @@ class PluginHost:
                 continue
             requested = allowed is not None and bool(keys & allowed)
             try:
+                owner = next((s for s in self.statuses if s is not status and s.name == ep.name
+                              and s.status == "loaded"), None)
+                if owner is not None:  # pluggy would refuse it with an unreadable message
+                    raise DuplicateImplementationError(
+                        f"plugin name {ep.name!r} is used by both {owner.distribution} and "
+                        f"{dist}; disable one by its distribution name with "
+                        "FORGE_DISABLE_PLUGINS")
                 self.register(_load(ep), ep.name)
             except Exception as exc:  # noqa: BLE001 - a broken plugin must not kill the kernel
-                status.status, status.error = "failed", f"{type(exc).__name__}: {exc}"
+                # one line, whatever the exception's message looks like
+                status.status = "failed"
+                status.error = " ".join(f"{type(exc).__name__}: {exc}".split())
                 if requested or strict:
                     why = "it was requested by name" if requested else "FORGE_PLUGINS_STRICT=1"
                     raise PluginError(f"plugin {ep.name!r} ({dist} {version}) failed to load "

@@ -10,7 +10,7 @@ through the real ``.dist-info/entry_points.txt`` pip writes.
 
 from __future__ import annotations
 
-import importlib
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -27,26 +27,29 @@ def make_base_site(path: Path) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     (path / "forge_kernel").symlink_to(REPO / "forge_kernel")
     for name in KERNEL_DEPS:
-        try:
-            module = importlib.import_module(name)
-        except ImportError:
+        spec = importlib.util.find_spec(name)  # found, not imported (_yaml warns on import)
+        if spec is None or spec.origin is None:
             continue
-        origin = Path(module.__file__)
+        origin = Path(spec.origin)
         source = origin.parent if origin.name == "__init__.py" else origin
         (path / source.name).symlink_to(source)
     return path
 
 
-def pip_install(target: Path, project: Path) -> None:
-    """Install one plugin project (copied first, so no build files land in the repo)."""
-    work = target.parent / f"src-{project.name}"
-    if work.exists():
-        shutil.rmtree(work)
-    shutil.copytree(project, work, ignore=shutil.ignore_patterns("*.egg-info", "build",
-                                                                  "__pycache__"))
+def pip_install(target: Path, *projects: Path) -> None:
+    """Install plugin projects into ``target`` with one pip run (each copied first, so no
+    build files land in the repo)."""
+    works = []
+    for project in projects:
+        work = target.parent / f"src-{project.name}"
+        if work.exists():
+            shutil.rmtree(work)
+        shutil.copytree(project, work, ignore=shutil.ignore_patterns("*.egg-info", "build",
+                                                                      "__pycache__"))
+        works.append(str(work))
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
                     "--no-build-isolation", "--no-index", "--disable-pip-version-check",
-                    "--target", str(target), str(work)], check=True, capture_output=True,
+                    "--target", str(target), *works], check=True, capture_output=True,
                    timeout=300)
 
 

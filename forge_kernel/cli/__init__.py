@@ -46,18 +46,21 @@ def _missing_plugin_command(name: str, dist: str, summary: str) -> click.Command
 class ForgeGroup(click.Group):
     """Resolves built-in commands lazily and merges in plugin commands on first use."""
 
-    _plugin_commands: tuple[object, dict[str, click.Command]] | None = None
-    """``(host, commands)``: recomputed when the process-wide host changes (tests)."""
+    _plugin_commands: tuple[object, list[object], dict[str, click.Command]] | None = None
+    """``(host, hook implementations, commands)``: recomputed when the process-wide host or its
+    plugins change (tests register plugins between invocations)."""
 
     def _plugins(self) -> dict[str, click.Command]:
         from forge_kernel.plugins import get_host
 
         host = get_host()
-        if self._plugin_commands is None or self._plugin_commands[0] is not host:
+        impls = host.hook.forge_register_commands.get_hookimpls()
+        cached = self._plugin_commands
+        if cached is None or cached[0] is not host or cached[1] != impls:
             # each plugin adds to a scratch group, so one failing plugin cannot leave half its
             # commands behind nor break the others'
             commands: dict[str, click.Command] = {}
-            for impl in host.hook.forge_register_commands.get_hookimpls():
+            for impl in impls:
                 collector = click.Group()
                 try:
                     impl.function(cli=collector)
@@ -66,8 +69,8 @@ class ForgeGroup(click.Group):
                                f"{type(exc).__name__}: {exc}", err=True)
                     continue
                 commands.update(collector.commands)
-            self._plugin_commands = (host, commands)
-        return self._plugin_commands[1]
+            self._plugin_commands = (host, impls, commands)
+        return self._plugin_commands[2]
 
     def invoke(self, ctx: click.Context) -> object:
         from forge_kernel.errors import ForgeError
@@ -88,7 +91,14 @@ class ForgeGroup(click.Group):
             ctx.exit(2)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(set(BUILTIN_COMMANDS) | set(FEATURE_PLUGINS) | set(self._plugins()))
+        from forge_kernel.errors import ForgeError
+
+        try:  # `forge --help` lists plugin commands: a strict-mode failure is an error, not a trace
+            plugin_commands = self._plugins()
+        except ForgeError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            ctx.exit(2)
+        return sorted(set(BUILTIN_COMMANDS) | set(FEATURE_PLUGINS) | set(plugin_commands))
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         plugin_command = self._plugins().get(name)
@@ -128,8 +138,8 @@ def _select_plugins(ctx: click.Context, _param: click.Parameter, value: str | No
 
 
 @click.group(cls=ForgeGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--version", is_flag=True, expose_value=False, is_eager=True,
-              callback=_print_version, help="Show the kernel's and plugins' versions.")
+@click.option("--version", is_flag=True, expose_value=False, callback=_print_version,
+              help="Show the kernel's and plugins' versions.")  # not eager: after --plugins
 @click.option("--plugins", expose_value=False, is_eager=True, callback=_select_plugins,
               help="Load only these plugins (comma-separated names); overrides FORGE_PLUGINS.")
 @click.option("--log-format", type=click.Choice(["auto", "console", "json"]), default=None,

@@ -75,6 +75,18 @@ def _prompt_ids(tokenizer, messages: list[dict[str, str]], raw: bool) -> list[in
     return tokenizer.encode(rendered, add_special_tokens=False)
 
 
+def _require_engine_plugins() -> None:
+    """Say what to install (instead of a traceback) when no compute backend plugin is loaded,
+    e.g. where only forge-kernel is installed; checked before the engine (torch) is imported."""
+    from forge_kernel.errors import MissingPluginError
+    from forge_kernel.plugins import get_host
+
+    if not get_host().registry.names("backend"):
+        raise MissingPluginError(
+            "`forge run` needs a compute backend plugin, and none is installed or enabled.\n"
+            "  pip install forge-plugin-cpu\n(see `forge plugins`)")
+
+
 @click.command("run")
 @click.argument("model", required=False)
 @click.argument("prompt", required=False)
@@ -100,6 +112,7 @@ def run_command(model, prompt, max_tokens, temperature, top_p, top_k, seed, raw,
     """
     from forge_kernel.store import ModelNotFound, resolve_model
 
+    _require_engine_plugins()  # before reading stdin or importing torch
     if model is not None and prompt is None:
         try:
             resolve_model(model)
