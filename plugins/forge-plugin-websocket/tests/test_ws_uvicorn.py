@@ -14,8 +14,6 @@ import pytest
 import uvicorn
 import websockets
 from fastapi import FastAPI
-from forge_plugin_auth.keys import KeyStore
-from forge_plugin_auth.middleware import AuthMiddleware
 from forge_plugin_websocket.client import ForgeWebSocket, collect
 from forge_plugin_websocket.config import WebSocketConfig
 from forge_plugin_websocket.endpoint import WebSocketEndpoint
