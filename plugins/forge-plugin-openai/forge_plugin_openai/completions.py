@@ -56,9 +56,7 @@ def _headers(request_id: str) -> dict[str, str]:
 async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
     engine, request_id, head = _common(request, body, "chatcmpl")
     tokenizer = engine.tokenizer
-    messages = [m.model_dump(exclude_none=True) for m in body.messages]
-    text = tokenizer.apply_chat_template(messages, add_generation_prompt=body.add_generation_prompt)
-    prompt_ids = tokenizer.encode(text, add_special_tokens=False)
+    [prompt_ids] = body.prompt_ids(tokenizer)
     params = body.to_params(engine.generation_defaults())
     engine.validate(prompt_ids, params, "messages")
     if body.stream:
@@ -112,7 +110,7 @@ async def _chat_stream(engine, request_id, head, prompt_ids, params,
 async def completions(body: CompletionRequest, request: Request) -> Response:
     engine, request_id, head = _common(request, body, "cmpl")
     tokenizer = engine.tokenizer
-    prompts = [tokenizer.encode(p) if isinstance(p, str) else p for p in body.prompts()]
+    prompts = body.prompt_ids(tokenizer)
     params = body.to_params(engine.generation_defaults())
     for ids in prompts:
         engine.validate(ids, params, "prompt")

@@ -48,7 +48,9 @@ def model_not_found(model: str) -> APIError:
     return APIError(404, f"The model `{model}` does not exist.", "model", "model_not_found")
 
 
-def _validation_param(loc: tuple[Any, ...]) -> str | None:
+def validation_param(loc: tuple[Any, ...]) -> str | None:
+    """The OpenAI ``param`` for a pydantic error location (``("body", "messages", 0)`` ->
+    ``"messages.0"``)."""
     parts = [str(p) for p in loc if p != "body"]
     return ".".join(parts) or None
 
@@ -71,7 +73,7 @@ def install_error_handlers(app: FastAPI) -> None:
             return error_response(400, "We could not parse the JSON body of your request. "
                                        f"({first.get('msg', 'invalid JSON')})", None,
                                   "invalid_json")
-        param = _validation_param(tuple(first.get("loc", ())))
+        param = validation_param(tuple(first.get("loc", ())))
         message = f"{param}: {first.get('msg', 'invalid value')}" if param else \
             first.get("msg", "invalid request")
         return error_response(400, message, param, "invalid_value")

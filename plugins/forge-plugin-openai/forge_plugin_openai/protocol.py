@@ -107,6 +107,14 @@ class ChatCompletionRequest(_Sampling):
     tool_choice: Any = None
     add_generation_prompt: bool = True
 
+    def prompt_ids(self, tokenizer: Any) -> list[list[int]]:
+        """The one prompt: messages rendered with the model's chat template, then tokenized
+        (the template already holds BOS, so no special tokens are added)."""
+        messages = [m.model_dump(exclude_none=True) for m in self.messages]
+        text = tokenizer.apply_chat_template(messages,
+                                             add_generation_prompt=self.add_generation_prompt)
+        return [tokenizer.encode(text, add_special_tokens=False)]
+
     def to_params(self, defaults: dict[str, Any]) -> SamplingParams:
         if self.tools:
             raise InvalidRequest("tool calling is not supported by this server yet",
@@ -134,6 +142,10 @@ class CompletionRequest(_Sampling):
             raise InvalidRequest("best_of is not supported (must equal n)", param="best_of",
                                  code="unsupported_parameter")
         return self.sampling_params(self.max_tokens, self.logprobs, defaults)
+
+    def prompt_ids(self, tokenizer: Any) -> list[list[int]]:
+        """Each prompt as token ids (text is tokenized with the model's special tokens)."""
+        return [tokenizer.encode(p) if isinstance(p, str) else p for p in self.prompts()]
 
     def prompts(self) -> list[str | list[int]]:
         """Each prompt as text or token ids."""

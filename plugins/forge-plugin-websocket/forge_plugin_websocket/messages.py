@@ -19,7 +19,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from forge_plugin_openai.errors import _validation_param, error_body
+from forge_plugin_openai.errors import error_body, validation_param
 from forge_plugin_openai.protocol import ChatCompletionRequest, CompletionRequest
 from pydantic import ValidationError
 
@@ -109,7 +109,7 @@ def _id(data: dict[str, Any], max_length: int) -> str:
 def validation_error(exc: ValidationError, msg_id: str | None) -> ProtocolError:
     """The same message/param/code the HTTP API gives for the same bad body."""
     first = exc.errors()[0] if exc.errors() else {}
-    param = _validation_param(tuple(first.get("loc", ())))
+    param = validation_param(tuple(first.get("loc", ())))
     message = f"{param}: {first.get('msg', 'invalid value')}" if param else \
         first.get("msg", "invalid request")
     return ProtocolError(message, param=param, code="invalid_value", id=msg_id)

@@ -38,16 +38,11 @@ def prepare(server: Any, body: ChatCompletionRequest | CompletionRequest) -> Pre
         raise model_not_found(body.model)
     engine = server.engine
     tokenizer = engine.tokenizer
+    prompts = body.prompt_ids(tokenizer)
+    params = body.to_params(engine.generation_defaults())
     if isinstance(body, ChatCompletionRequest):
-        messages = [m.model_dump(exclude_none=True) for m in body.messages]
-        text = tokenizer.apply_chat_template(messages,
-                                             add_generation_prompt=body.add_generation_prompt)
-        prompts = [tokenizer.encode(text, add_special_tokens=False)]
-        params = body.to_params(engine.generation_defaults())
         prompt_param, echoes = "messages", [""]
     else:
-        prompts = [tokenizer.encode(p) if isinstance(p, str) else p for p in body.prompts()]
-        params = body.to_params(engine.generation_defaults())
         prompt_param = "prompt"
         echoes = [tokenizer.decode(ids) if body.echo else "" for ids in prompts]
     for ids in prompts:
