@@ -20,7 +20,10 @@ def parse_expiry(text: str, now: float | None = None) -> float:
     now = time.time() if now is None else now
     match = _DURATION.match(text.strip().lower())
     if match:
-        return now + int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+        seconds = int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+        if seconds <= 0:
+            raise click.BadParameter(f"{text!r}: a key must not be created already expired")
+        return now + seconds
     try:
         when = dt.datetime.fromisoformat(text.strip())
     except ValueError:

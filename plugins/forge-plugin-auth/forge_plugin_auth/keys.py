@@ -129,18 +129,21 @@ class KeyStore:
         return [ApiKey(*row) for row in rows]
 
     def revoke(self, name_or_id: str) -> ApiKey:
-        """Revoke by name or key id; takes effect on running servers at their next request."""
+        """Revoke by name or key id (a name wins: a key named like another key's id never
+        revokes both); takes effect on running servers at their next request."""
+        keys = self.list()
+        target = (next((k for k in keys if k.name == name_or_id), None)
+                  or next((k for k in keys if k.key_id == name_or_id), None))
+        if target is None:
+            raise ForgeError(f"key {name_or_id!r} does not exist")
         with self._lock:
             cursor = self._db.execute(
-                "UPDATE api_keys SET revoked = ? "
-                "WHERE (name = ? OR key_id = ?) AND revoked IS NULL",
-                (time.time(), name_or_id, name_or_id),
+                "UPDATE api_keys SET revoked = ? WHERE key_id = ? AND revoked IS NULL",
+                (time.time(), target.key_id),
             )
         if cursor.rowcount == 0:
-            known = {k.name for k in self.list()} | {k.key_id for k in self.list()}
-            state = "is already revoked" if name_or_id in known else "does not exist"
-            raise ForgeError(f"key {name_or_id!r} {state}")
-        return next(k for k in self.list() if name_or_id in (k.name, k.key_id))
+            raise ForgeError(f"key {name_or_id!r} is already revoked")
+        return next(k for k in self.list() if k.key_id == target.key_id)
 
     def has_keys(self) -> bool:
         """True once any key was ever created: revoking them all must not open the server."""

@@ -73,6 +73,9 @@ class ServerMetrics:
         self.finished = Counter("forge_requests_finished", "Finished requests by reason.",
                                 ["finish_reason"], registry=r)
         r.register(_EngineCollector(engine_getter))
+        self.app: Any = None
+        """The FastAPI app (set when the health endpoint mounts): its routes label requests
+        that never reached its router."""
 
     def on_request_finished(self, metrics: RequestMetrics) -> None:
         """Engine observer callback: one call per finished request."""
@@ -91,8 +94,62 @@ class ServerMetrics:
             self.http_duration.labels(route).observe(seconds)
 
 
-def route_of(scope: dict[str, Any]) -> str:
-    """The matched route's template (``/v1/models/{model_id}``), never the raw path, so label
-    cardinality stays bounded; unmatched paths share one label."""
+UNMATCHED = "unmatched"
+_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "WEBSOCKET"})
+
+
+def method_of(scope: dict[str, Any]) -> str:
+    """The request method, or ``OTHER`` for any non-standard one (a client must not be able to
+    create label values at will)."""
+    method = "WEBSOCKET" if scope["type"] == "websocket" else str(scope.get("method", "")).upper()
+    return method if method in _METHODS else "OTHER"
+
+
+def flat_routes(routes: Any) -> list[Any]:
+    """``routes`` (an app's ``routes``) with included routers expanded into their routes.
+
+    Recent FastAPI keeps ``include_router`` lazily: ``app.routes`` then holds router entries
+    whose ``matches`` does not say which route matched; ``fastapi.routing.iter_route_contexts``
+    (what FastAPI's own OpenAPI generation uses) yields every route with its full path. Older
+    FastAPI and plain Starlette have flat route lists already.
+    """
+    routes = list(routes)
+    try:
+        from fastapi.routing import iter_route_contexts
+    except ImportError:
+        return routes
+    try:
+        return list(iter_route_contexts(routes))
+    except Exception:  # an unexpected route type: fall back to the list as it is
+        return routes
+
+
+def route_of(scope: dict[str, Any], routes: Any = ()) -> str:
+    """The route template (``/v1/models/{model_id:path}``), never the raw path, so label
+    cardinality stays bounded; paths no route matches share one label.
+
+    The router records the matched route in ``scope["route"]``. A request that never reached
+    the router (refused by auth, a 429) or one served by a plain Starlette route that does not
+    record itself (``/openapi.json``, ``/docs``) is matched here against ``routes`` (flat, see
+    :func:`flat_routes`), so a 401 on ``/v1/chat/completions`` is counted under that route.
+    """
     route = scope.get("route")
-    return getattr(route, "path", None) or "unmatched"
+    path = getattr(route, "path", None)
+    if path:
+        return path
+    from starlette.routing import Match
+
+    partial = None
+    for candidate in routes:
+        try:
+            match, child = candidate.matches(scope)
+        except Exception:  # a route type that cannot judge this scope does not match it
+            continue
+        if match is Match.NONE:
+            continue
+        path = getattr(child.get("route"), "path", None) or getattr(candidate, "path", None)
+        if match is Match.FULL:
+            return path or UNMATCHED
+        if partial is None:
+            partial = path  # e.g. right path, wrong method: a 405
+    return partial or UNMATCHED

@@ -33,7 +33,8 @@ class MetricsLayer(Middleware):
     def wrap(self, app: Any, server: Any) -> Any:
         from forge_plugin_metrics.middleware import MetricsMiddleware
 
-        return MetricsMiddleware(app, metrics_for(server))
+        metrics = metrics_for(server)
+        return MetricsMiddleware(app, metrics, routes_app=metrics.app)
 
 
 class HealthEndpoint(Endpoint):
@@ -46,6 +47,7 @@ class HealthEndpoint(Endpoint):
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
         metrics = metrics_for(server)
+        metrics.app = app
         started = time.time()
 
         def engine_state() -> tuple[bool, str]:
@@ -84,8 +86,11 @@ class HealthEndpoint(Endpoint):
                            "system_available_bytes": psutil.virtual_memory().available},
                 "queue": {"running": getattr(stats, "num_running", None),
                           "waiting": getattr(stats, "num_waiting", None)},
-                "kv_cache": {"usage": getattr(stats, "kv_usage", None)},
-                "plugins": plugin_report(),
+                "kv_cache": {"usage": getattr(stats, "kv_usage", None),
+                             "capacity_tokens": getattr(stats, "kv_capacity_tokens", None),
+                             "free_tokens": getattr(stats, "kv_free_tokens", None),
+                             "preemptions": getattr(stats, "num_preemptions", None)},
+                "plugins": plugin_report(getattr(server, "host", None)),
             }
             return JSONResponse(body, status_code=200 if ok else 503)
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 
-def plugin_report() -> list[dict[str, Any]]:
-    """Each discovered plugin with its status, as ``forge plugins --json`` shows it."""
-    from forge_kernel.plugins import get_host
+def plugin_report(host: Any = None) -> list[dict[str, Any]]:
+    """Each discovered plugin of ``host`` (default: the process's) with its status, as
+    ``forge plugins --json`` shows it."""
+    if host is None:
+        from forge_kernel.plugins import get_host
 
-    host = get_host()
+        host = get_host()
     statuses = getattr(host, "statuses", None)
     if callable(statuses):
         statuses = statuses()
@@ -22,4 +24,6 @@ def plugin_report() -> list[dict[str, Any]]:
 def _as_dict(status: Any) -> dict[str, Any]:
     from dataclasses import asdict, is_dataclass
 
-    return asdict(status) if is_dataclass(status) else {"name": str(status)}
+    if is_dataclass(status):
+        return asdict(status)
+    return {"name": str(getattr(status, "name", status))}
