@@ -143,15 +143,18 @@ def forge_configure(config: ForgeConfig) -> None:
 def forge_startup(context: Any) -> None:
     """Called when a server or engine has been built, before it accepts work.
 
-    ``context`` is the :class:`forge_kernel.server.ServerContext` (for ``forge serve``) or the
-    engine (for ``forge run``). Raise :class:`forge_kernel.errors.StartupRefused` with a reason to
-    refuse start; the kernel reports the plugin and the reason and exits non-zero.
+    ``context`` is the :class:`forge_kernel.server.ServerContext` of ``forge serve`` (one-shot
+    ``forge run`` calls no lifecycle hooks). Raise :class:`forge_kernel.errors.StartupRefused`
+    with a reason to refuse start; the kernel then calls every ``forge_shutdown`` (so plugins
+    that did start can release what they took), reports the plugin and the reason and exits
+    non-zero.
     """
 
 
 @hookspec
 def forge_shutdown(context: Any) -> None:
-    """Called once on shutdown (SIGTERM/SIGINT or normal exit) after work has drained.
+    """Called once on shutdown (SIGTERM/SIGINT or normal exit) after work has drained, and
+    also when a plugin refused start-up (so it may run without a matching ``forge_startup``).
 
     Exceptions raised here are logged with the plugin's name and do not stop other plugins'
     shutdown hooks.

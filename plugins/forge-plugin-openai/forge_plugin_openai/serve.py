@@ -70,7 +70,11 @@ def serve_command(**flags) -> None:
                                          Path(model_path).stem},
         components={"backend": config.backend, "kv_cache": config.kv_cache,
                     "scheduler": config.scheduler})
-    for plugin, exc in host.call_each("forge_startup", context=context):
+    refusals = host.call_each("forge_startup", context=context)
+    if refusals:
+        # Plugins whose start-up ran may hold resources: they get their shutdown hook too.
+        _shutdown_hooks(host, context)
+        plugin, exc = refusals[0]
         reason = str(exc) if isinstance(exc, StartupRefused) else f"{type(exc).__name__}: {exc}"
         _fail(f"plugin {plugin!r} refused start-up: {reason}")
     app = build_app(context)
@@ -88,9 +92,13 @@ def serve_command(**flags) -> None:
         server.run()  # returns on SIGINT/SIGTERM after in-flight requests end or time out
     finally:
         asyncio.run(async_engine.shutdown())
-        for plugin, exc in host.call_each("forge_shutdown", context=context):
-            click.echo(f"forge: plugin {plugin!r} failed during shutdown: {exc}", err=True)
+        _shutdown_hooks(host, context)
         click.echo("forge: shut down", err=True)
+
+
+def _shutdown_hooks(host, context) -> None:
+    for plugin, exc in host.call_each("forge_shutdown", context=context):
+        click.echo(f"forge: plugin {plugin!r} failed during shutdown: {exc}", err=True)
 
 
 def _graceful_server(engine, config):
