@@ -493,3 +493,16 @@ def test_rate_limits_recover_when_retry_after_says(prod):
         time.sleep(max(0.0, allowed_at - time.monotonic()) + 0.5)
         response = checks[name]()
         assert response.status_code == 200, response.text
+
+
+def test_embedding_tokens_count_against_the_token_limit(prod):
+    key = create_key(prod.home, "embed-tpm", "--tpm", "2")
+    headers = {"Authorization": f"Bearer {key}"}
+    url = prod.server.url + "/v1/embeddings"
+    body = {"model": MODEL, "input": "several words make several tokens"}
+    first = httpx.post(url, json=body, headers=headers, timeout=60)
+    assert first.status_code == 200, first.text
+    assert first.json()["usage"]["prompt_tokens"] > 2
+    refused = httpx.post(url, json=body, headers=headers, timeout=60)
+    assert refused.status_code == 429, refused.text
+    assert refused.json()["error"]["code"] == "rate_limit_exceeded"

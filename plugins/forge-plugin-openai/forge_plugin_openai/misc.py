@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from forge_kernel.engine.types import InvalidRequest
+from forge_kernel.usage import report_usage
 from forge_plugin_openai.errors import APIError, model_not_found
 from forge_plugin_openai.protocol import DetokenizeRequest, EmbeddingRequest, TokenizeRequest
 
@@ -70,6 +71,7 @@ async def embeddings(body: EmbeddingRequest, request: Request) -> dict[str, Any]
             value = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
         data.append({"object": "embedding", "index": i, "embedding": value})
     prompt_tokens = sum(len(x) for x in ids)
+    report_usage(prompt_tokens, 0)  # embeddings count against per-key token limits too
     usage = usage_json_embed(prompt_tokens)
     return {"object": "list", "data": data, "model": server.model_name, "usage": usage}
 
