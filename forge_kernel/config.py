@@ -31,7 +31,7 @@ class ForgeConfig:
     port: int = 8000
     model: str | None = None
     backend: str = "cpu"
-    kv_cache: str = "naive"
+    kv_cache: str = "paged"
     scheduler: str = "continuous"
     max_batch_size: int = 64
     max_prefill_tokens: int = 512

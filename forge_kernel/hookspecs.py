@@ -54,7 +54,8 @@ def forge_register_kv_caches(register: Register) -> None:
     """Register KV-cache managers (:class:`forge_kernel.interfaces.kv_cache.KVCache`).
 
     ``factory(spec: KVCacheSpec, config: KVCacheConfig)`` returns a cache. Selected with
-    ``--kv-cache NAME``; the default is ``naive`` (``paged`` once forge-plugin-kv-paged lands).
+    ``--kv-cache NAME``; the default is ``paged`` (forge-plugin-kv-paged), ``naive``
+    (forge-plugin-kv-naive) is the contiguous reference.
     """
 
 

@@ -1,6 +1,7 @@
-"""The engine loop on a tiny random Llama (transformers) with the real cpu backend, naive KV cache
-and ``continuous`` scheduler: greedy equals transformers, batch invariance among 16 concurrent
-requests, seeds, preemption, abort, stop strings while streaming, n > 1, errors.
+"""The engine loop on a tiny random Llama (transformers) with the real cpu backend, the naive and
+the paged KV cache and the ``continuous`` scheduler: greedy equals transformers, batch invariance
+among 16 concurrent requests, seeds, preemption, abort, stop strings while streaming, n > 1
+(forked, copy-on-write), prefix caching, 64 concurrent requests in a small KV budget, errors.
 
 The model's tensors come straight from the transformers state dict (no loader needed) and a
 piece tokenizer names each id ``<i>``, so stop strings can span tokens. Loader and real-model
@@ -118,12 +119,16 @@ def tiny():
     return hf, build_causal_lm(source, backend), source.tokenizer
 
 
+KVS = [name for name in ("naive", "paged") if name in registry.names("kv_cache")]
+
+
 def make_engine(tiny, num_blocks=None, max_prefill_tokens=32, max_batch_size=64,
-                max_model_len=128) -> LLMEngine:
+                max_model_len=128, kv="naive", **kv_config) -> LLMEngine:
     _, model, tokenizer = tiny
     spec = dataclasses.replace(model.kv_cache_spec(), max_model_len=max_model_len)
-    kv = registry.create("kv_cache", "naive", spec,
-                         KVCacheConfig(block_size=16, num_blocks=num_blocks or 64))
+    if "num_blocks" not in kv_config and "memory_budget_bytes" not in kv_config:
+        kv_config["num_blocks"] = num_blocks or 64
+    kv = registry.create("kv_cache", kv, spec, KVCacheConfig(block_size=16, **kv_config))
     sched = registry.create("scheduler", "continuous",
                             SchedulerConfig(max_batch_size=max_batch_size,
                                             max_prefill_tokens=max_prefill_tokens,
@@ -141,9 +146,10 @@ def tokens(engine, prompt, params=GREEDY) -> list[int]:
     return [t for d in engine.generate(prompt, params) for t in d.token_ids]
 
 
-def test_greedy_matches_transformers(tiny):
+@pytest.mark.parametrize("kv", KVS)
+def test_greedy_matches_transformers(tiny, kv):
     hf = tiny[0]
-    engine = make_engine(tiny)
+    engine = make_engine(tiny, kv=kv)
     for prompt in PROMPTS[:4]:
         ref = hf.generate(torch.tensor([prompt]), max_new_tokens=8, min_new_tokens=8,
                           do_sample=False)[0, len(prompt):].tolist()
@@ -165,12 +171,13 @@ async def _concurrent(engine, params_list, prompts=PROMPTS):
         await aeng.shutdown()
 
 
+@pytest.mark.parametrize("kv", KVS)
 @pytest.mark.parametrize("num_blocks", [None, 6])
-def test_batch_invariance_16_concurrent_and_preemption(tiny, num_blocks):
+def test_batch_invariance_16_concurrent_and_preemption(tiny, num_blocks, kv):
     """Alone vs among 16 concurrent requests; with 6 blocks of 16 tokens the scheduler must
     preempt (recompute) and the greedy tokens still may not change."""
-    alone = [tokens(make_engine(tiny), p) for p in PROMPTS]
-    engine = make_engine(tiny, num_blocks=num_blocks)
+    alone = [tokens(make_engine(tiny, kv=kv), p) for p in PROMPTS]
+    engine = make_engine(tiny, num_blocks=num_blocks, kv=kv)
     together = asyncio.run(_concurrent(engine, [GREEDY] * 16))
     assert together == alone
     stats = engine.stats()
@@ -204,8 +211,9 @@ def test_stop_string_spanning_tokens_never_streamed(tiny):
     assert deltas[-1].usage.completion_tokens == 5 and deltas[-1].usage.prompt_tokens == len(prompt)
 
 
-def test_abort_frees_kv_and_reports_abort(tiny):
-    engine = make_engine(tiny)
+@pytest.mark.parametrize("kv", KVS)
+def test_abort_frees_kv_and_reports_abort(tiny, kv):
+    engine = make_engine(tiny, kv=kv)
 
     async def main():
         aeng = AsyncEngine(engine)
@@ -234,8 +242,9 @@ def test_abort_frees_kv_and_reports_abort(tiny):
     assert engine.stats().num_running == 0 and engine.stats().num_waiting == 0
 
 
-def test_n_choices_logprobs_and_length(tiny):
-    engine = make_engine(tiny, max_model_len=48)
+@pytest.mark.parametrize("kv", KVS)
+def test_n_choices_logprobs_and_length(tiny, kv):
+    engine = make_engine(tiny, max_model_len=48, kv=kv)
     params = SamplingParams(temperature=1.0, n=3, seed=5, max_tokens=4, logprobs=2,
                             ignore_eos=True)
     deltas = list(engine.generate(PROMPTS[0], params))
@@ -285,3 +294,120 @@ def test_embeddings_do_not_depend_on_batch_and_free_kv(tiny):
     a, b = engine.embed([PROMPTS[0], PROMPTS[1]])
     assert len(a) == 64 and engine.embed([PROMPTS[1]])[0] == pytest.approx(b, abs=1e-5)
     assert engine.kv_cache.usage() == 0.0
+
+
+needs_paged = pytest.mark.skipif("paged" not in KVS,
+                                 reason="forge-plugin-kv-paged is not installed")
+
+
+def count_computed(monkeypatch, engine) -> list[int]:
+    """Count the tokens the model computes (one entry per forward pass)."""
+    counts: list[int] = []
+    forward = engine.model.forward
+
+    def counting(batch, kv_cache):
+        counts.append(len(batch.token_ids))
+        return forward(batch, kv_cache)
+
+    monkeypatch.setattr(engine.model, "forward", counting)
+    return counts
+
+
+def drain(engine) -> dict[str, dict[int, list[int]]]:
+    """Run steps until idle; tokens per request id and choice index (errors re-raised)."""
+    out: dict[str, dict[int, list[int]]] = {}
+    while engine.has_unfinished():
+        for rid, delta in engine.step():
+            if isinstance(delta, RequestFailed):
+                raise delta
+            out.setdefault(rid, {}).setdefault(delta.index, []).extend(delta.token_ids)
+    return out
+
+
+@needs_paged
+def test_n_choices_fork_the_prompt_copy_on_write(tiny, monkeypatch):
+    """n=3: the prompt is computed once; choices 1-2 are forked from choice 0 (same blocks,
+    the partial last one included), sample their first token from its logits, and get a
+    private copy of the partial block when they first write. Seeded choices equal those of
+    the naive cache, whose fork copies the keys/values."""
+    prompt = [1] + [3 + (i * 37) % 290 for i in range(20)]  # 21 tokens: 1 full block + 5
+    params = SamplingParams(temperature=1.0, n=3, seed=11, max_tokens=6, ignore_eos=True)
+    engine = make_engine(tiny, kv="paged")
+    counts = count_computed(monkeypatch, engine)
+    kv = engine.kv_cache
+    engine.add_request("fork", prompt, params)
+    first = engine.step()
+    assert sorted(d.index for _, d in first) == [0, 1, 2]  # one prompt pass, three tokens
+    seq_ids = [s.seq.seq_id for s in engine._requests["fork"].seqs]
+    tables = [kv.block_table(i) for i in seq_ids]
+    assert tables[0] == tables[1] == tables[2]
+    full = len(prompt) // 16
+    free_before = kv.free_tokens()
+    out = {d.index: list(d.token_ids) for _, d in first}
+    for _, delta in engine.step():  # everyone writes position len(prompt)
+        out[delta.index] += delta.token_ids
+    after = [kv.block_table(i) for i in seq_ids]
+    assert all(t[:full] == tables[0][:full] for t in after)  # full blocks stay shared
+    assert len({t[full] for t in after}) == 3  # the partial block was copied on write
+    assert kv.free_tokens() == free_before - 2 * 16  # two copies, the last writer kept it
+    for c, toks in drain(engine)["fork"].items():
+        out[c] += toks
+    assert sum(counts) == len(prompt) + 3 * (params.max_tokens - 1)  # no prompt recompute
+    assert len({tuple(t) for t in out.values()}) > 1  # the choices did diverge
+    naive = make_engine(tiny, kv="naive")
+    naive.add_request("fork", prompt, params)
+    assert drain(naive)["fork"] == out
+    assert kv.usage() == 0.0 and naive.kv_cache.usage() == 0.0
+
+
+@needs_paged
+def test_prefix_cache_skips_recomputing_a_repeated_prompt(tiny, monkeypatch):
+    engine = make_engine(tiny, kv="paged")
+    counts = count_computed(monkeypatch, engine)
+    prompt = [1] + [3 + (i * 53) % 290 for i in range(44)]  # 45 tokens: 2 full blocks + 13
+    first = list(engine.generate(prompt, GREEDY))
+    computed_first = sum(counts)
+    counts.clear()
+    second = list(engine.generate(prompt, GREEDY))
+    cached = (len(prompt) - 1) // 16 * 16
+    assert first[-1].usage.cached_tokens == 0
+    assert second[-1].usage.cached_tokens == cached
+    assert sum(counts) == computed_first - cached
+    assert [t for d in second for t in d.token_ids] == [t for d in first for t in d.token_ids]
+
+
+PROMPTS_64 = [[1] + [rng.randrange(3, VOCAB) for _ in range(rng.randrange(1, 40))]
+              for _ in range(64)]
+
+
+@pytest.mark.parametrize("kv", KVS)
+def test_64_concurrent_requests_in_a_small_kv_budget(tiny, kv):
+    """64 requests at once in a cache of ~8 blocks of 16 tokens (sized by a memory budget):
+    all complete with the tokens they get alone (preemption by recompute, never an error or a
+    truncation); the cache never holds more than its budget."""
+    params = SamplingParams(temperature=0.0, max_tokens=6, ignore_eos=True)
+    big = make_engine(tiny, kv=kv)
+    alone = [tokens(big, p, params) for p in PROMPTS_64]
+    per_token = big.kv_cache.spec.bytes_per_token
+    budget = 8 * 16 * per_token + per_token // 2
+    engine = make_engine(tiny, kv=kv, memory_budget_bytes=budget)
+    cache = engine.kv_cache
+    capacity = cache.capacity_tokens()
+    assert capacity * per_token <= budget
+    for i, prompt in enumerate(PROMPTS_64):
+        engine.add_request(f"r{i}", prompt, params)
+    out: dict[str, list[int]] = {}
+    peak = 0
+    while engine.has_unfinished():
+        for rid, delta in engine.step():
+            assert not isinstance(delta, RequestFailed), delta
+            out.setdefault(rid, []).extend(delta.token_ids)
+        assert capacity - cache.free_tokens() <= capacity
+        peak = max(peak, capacity - cache.free_tokens())
+        if kv == "paged":  # storage is allocated once, inside the budget
+            assert (cache.k.numel() + cache.v.numel()) * cache.k.element_size() <= budget
+    assert [out[f"r{i}"] for i in range(64)] == alone
+    stats = engine.stats()
+    assert stats.num_preemptions > 0 and stats.num_requests_finished == 64
+    assert peak > capacity // 2
+    assert cache.usage() == 0.0 and cache.free_tokens() == capacity

@@ -100,7 +100,7 @@ def _require_engine_plugins() -> None:
 @click.option("--raw", is_flag=True, help="Send the prompt as is, without the chat template.")
 @click.option("--verbose", is_flag=True, help="Print timing statistics to stderr.")
 @click.option("--backend", default=None, help="Compute backend (default: cpu).")
-@click.option("--kv-cache", default=None, help="KV cache implementation (default: naive).")
+@click.option("--kv-cache", default=None, help="KV cache: paged (default) or naive.")
 @click.option("--threads", type=click.IntRange(min=1), default=None)
 def run_command(model, prompt, max_tokens, temperature, top_p, top_k, seed, raw, verbose,
                 backend, kv_cache, threads) -> None:

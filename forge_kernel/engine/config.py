@@ -17,7 +17,7 @@ class EngineConfig:
     model: str | Path | None = None
     """A path, a stored/built-in model name, or ``None`` for the embedded default model."""
     backend: str = "cpu"
-    kv_cache: str = "naive"
+    kv_cache: str = "paged"
     scheduler: str = "continuous"
     max_batch_size: int = 64
     """Most sequences decoded together in one step (``--max-batch-size``)."""

@@ -24,6 +24,7 @@ from forge_kernel.engine.types import (
     SamplingParams,
     Usage,
 )
+from forge_kernel.errors import KVCacheFull
 from forge_kernel.interfaces.kv_cache import KVCache
 from forge_kernel.interfaces.model import CausalLM, ForwardBatch, SequenceChunk, Tokenizer
 from forge_kernel.interfaces.scheduler import Scheduler
@@ -59,6 +60,10 @@ class LLMEngine:
         self._prefix_caching = (type(kv_cache).match_prefix is not KVCache.match_prefix
                                 and getattr(getattr(kv_cache, "config", None),
                                             "enable_prefix_caching", True))
+        # n > 1: choices 1..n-1 are forked from choice 0 once its prompt is computed (sharing
+        # its KV, copy-on-write in a paged cache) and sample their first token from its logits.
+        self._fork = (type(kv_cache).fork is not KVCache.fork
+                      and getattr(scheduler, "accepts_forked", False))
         self._stats = EngineStats(kv_capacity_tokens=kv_cache.capacity_tokens(),
                                   kv_free_tokens=kv_cache.free_tokens())
 
@@ -101,9 +106,10 @@ class LLMEngine:
         self._requests[request_id] = req
         for state in req.seqs:
             self._by_seq[state.seq.seq_id] = (req, state)
-        # With a prefix cache, choices 1..n-1 join once choice 0's prompt is cached, so the
-        # prompt is computed once and its blocks are shared instead of recomputed n times.
-        delay = len(req.seqs) > 1 and self._prefix_caching
+        # Choices 1..n-1 join once choice 0's prompt is computed, so the prompt is computed once:
+        # they are forked from it (see _fork_siblings) or, without fork, find it in the prefix
+        # cache (its blocks are shared instead of recomputed n times).
+        delay = len(req.seqs) > 1 and (self._fork or self._prefix_caching)
         for state in req.seqs[:1] if delay else req.seqs:
             self.scheduler.add(state.seq)
         req.held_back = req.seqs[1:] if delay else []
@@ -199,6 +205,11 @@ class LLMEngine:
         self._stats.num_steps += 1
         if not sampled:
             return []
+        forked = self._fork_siblings(sampled)
+        joined = {id(state) for _, state, _ in forked}
+        if forked:  # a forked choice samples from its parent's logits row
+            sampled = sampled + [(req, state) for req, state, _ in forked]
+            logits = logits[list(range(len(logits))) + [row for _, _, row in forked]]
         rows = [SamplingRow(req.params, req.prompt_ids, state.output_ids, state.generator,
                             self.tokenizer.eos_ids) for req, state in sampled]
         results = sample(logits, rows)
@@ -212,8 +223,10 @@ class LLMEngine:
                 req.token_times.append(now)
             if req.first_token_time is None:
                 req.first_token_time = now
+            if id(state) in joined:
+                self.scheduler.add(state.seq)  # forked this step: joins with its KV
             if state.index == 0 and req.held_back:
-                for sibling in req.held_back:
+                for sibling in req.held_back:  # not forked: recompute (prefix cache helps)
                     self.scheduler.add(sibling.seq)
                 req.held_back = []
             step = state.stop.add(token)
@@ -225,6 +238,32 @@ class LLMEngine:
             else:
                 events.append((req.request_id, delta))
         return events
+
+    def _fork_siblings(self, sampled: list[tuple[Request, SeqState]]
+                       ) -> list[tuple[Request, SeqState, int]]:
+        """Choice 0 of these requests just computed its whole prompt: fork the held-back
+        choices from it in the KV cache (shared blocks, copy-on-write). Returns
+        ``(request, choice, logits row of choice 0)`` for each fork; a choice the cache cannot
+        fork stays in ``held_back`` and is recomputed."""
+        forked: list[tuple[Request, SeqState, int]] = []
+        if not self._fork:
+            return forked
+        for row, (req, state) in enumerate(sampled):
+            if state.index != 0 or not req.held_back:
+                continue
+            parent = state.seq
+            remaining = []
+            for sibling in req.held_back:
+                try:
+                    self.kv_cache.fork(parent.seq_id, sibling.seq.seq_id)
+                except (KVCacheFull, NotImplementedError, KeyError):
+                    remaining.append(sibling)
+                    continue
+                sibling.seq.num_computed_tokens = parent.num_computed_tokens
+                sibling.cached_tokens = parent.num_prompt_tokens
+                forked.append((req, sibling, row))
+            req.held_back = remaining
+        return forked
 
     def _finish_seq(self, req: Request, state: SeqState, reason: str, text: str = "",
                     delta: CompletionDelta | None = None) -> Event:

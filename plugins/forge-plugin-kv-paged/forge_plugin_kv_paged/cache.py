@@ -75,8 +75,11 @@ class PagedKVCache(KVCache):
         self.prefix = PrefixCache() if config.enable_prefix_caching else None
         self.pool = BlockPool(num_blocks, self.prefix)
         shape = (spec.num_layers, num_blocks, bs, spec.num_kv_heads, spec.head_dim)
-        self.k = torch.zeros(shape, dtype=spec.dtype, device=spec.device)
-        self.v = torch.zeros(shape, dtype=spec.dtype, device=spec.device)
+        # Uninitialized: a position is always written before any read (attention reads only
+        # positions < the step's stop, all written), and on CPU the pages of an untouched
+        # block are never committed, so resident memory follows use, within the budget.
+        self.k = torch.empty(shape, dtype=spec.dtype, device=spec.device)
+        self.v = torch.empty(shape, dtype=spec.dtype, device=spec.device)
         self._seqs: dict[int, _SeqBlocks] = {}
         self._plan: _StepPlan | None = None
         # The numba kernel reads float32 CPU memory in place; other dtypes take the gather path.

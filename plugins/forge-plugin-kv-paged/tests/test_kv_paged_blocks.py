@@ -172,3 +172,55 @@ def test_bf16_falls_back_to_gather_path():
     ref = reference_attention(q.float(), k.float(), v.float(), 0, scale=0.3)
     assert out.dtype == torch.bfloat16
     assert (out.double() - ref).abs().max() < 3e-2
+
+
+@pytest.mark.parametrize("window,softcap", [(None, None), (7, None), (None, 5.0), (40, 3.0)])
+def test_decode_kernel_serial_and_parallel_bit_identical(window, softcap):
+    """The threaded and the single-thread kernel (picked by the amount of work) give the same
+    bits per row, whatever the batch: batch invariance does not depend on the dispatch."""
+    import numpy as np
+    from forge_plugin_kv_paged.attention import paged_decode
+
+    g = torch.Generator().manual_seed(3)
+    num_blocks, bs, kv, heads, dim = 80, 4, 2, 8, 64
+    k = torch.randn(num_blocks, bs, kv, dim, generator=g)
+    v = torch.randn(num_blocks, bs, kv, dim, generator=g)
+    lens = np.array([1, 5, 33, 60, 17], dtype=np.int32)
+    perm = torch.randperm(num_blocks, generator=g).numpy().astype(np.int32)
+    tables = perm[:5 * 15].reshape(5, 15).copy()
+    q = torch.randn(5, heads, dim, generator=g)
+    kw = dict(scale=0.125, sliding_window=window, logit_softcap=softcap)
+    par = paged_decode(q, k, v, tables, lens, parallel=True, **kw)
+    ser = paged_decode(q, k, v, tables, lens, parallel=False, **kw)
+    assert torch.equal(par, ser)
+    for b in range(5):  # alone == in the batch, and equal to the float64 reference
+        alone = paged_decode(q[b:b + 1], k, v, tables[b:b + 1], lens[b:b + 1], **kw)
+        assert torch.equal(alone[0], par[b])
+        n = int(lens[b])
+        rows = torch.from_numpy(tables[b]).long()
+        keys = k[rows].reshape(-1, kv, dim)[:n]
+        values = v[rows].reshape(-1, kv, dim)[:n]
+        ref = reference_attention(q[b:b + 1], keys, values, n - 1, **kw)
+        assert (par[b].double() - ref[0]).abs().max() < 2e-5
+
+
+def test_unwritten_slots_are_never_read():
+    """Storage is uninitialized (torch.empty): fill it with NaN and every path (chunked
+    prefill with a window, decode, fork + copy-on-write, prefix hit) must stay exact."""
+    cache = make(num_blocks=24)
+    cache.k.fill_(float("nan"))
+    cache.v.fill_(float("nan"))
+    d = _Driver(cache, spec(), heads=4)
+    d.step([(1, 7), (2, 3)], atol=2e-5)
+    d.step([(1, 6), (2, 1)], atol=2e-5, sliding_window=5)
+    d.step([(1, 1), (2, 1)], atol=2e-5, sliding_window=5)
+    d.fork(1, 3)
+    d.step([(3, 1), (1, 2)], atol=2e-5)
+    prompt = d.tokens[1][:9] + [7, 8]
+    cached = cache.match_prefix(4, prompt)
+    assert cached == 2 * BS
+    d.tokens[4] = prompt[:cached]
+    d.keys[4] = [k[:cached].clone() for k in d.keys[1]]
+    d.values[4] = [v[:cached].clone() for v in d.values[1]]
+    d.step([(4, 3), (3, 1)], atol=2e-5)
+    d.step([(4, 1)], atol=2e-5, sliding_window=3)

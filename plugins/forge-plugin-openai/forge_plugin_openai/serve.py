@@ -23,7 +23,7 @@ def _fail(message: str, code: int = 1) -> None:
 @click.option("--model", default=None, help="Model name, path or Hub reference "
               "(default: the embedded gemma3-270m).")
 @click.option("--backend", default=None, help="Compute backend (default: cpu).")
-@click.option("--kv-cache", default=None, help="KV cache (default: naive).")
+@click.option("--kv-cache", default=None, help="KV cache: paged (default) or naive.")
 @click.option("--scheduler", default=None, help="Scheduler (default: continuous).")
 @click.option("--max-batch-size", type=int, default=None, help="Sequences per step (64).")
 @click.option("--max-prefill-tokens", type=int, default=None,

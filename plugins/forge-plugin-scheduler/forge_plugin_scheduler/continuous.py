@@ -17,6 +17,11 @@ preempted by recompute (KV freed, ``num_computed_tokens = 0``, back at the head 
 never a crash, never a silent truncation. A sequence that can never fit (more tokens than the
 whole cache, or than ``max_model_len``) is **rejected** in :attr:`SchedulerOutput.rejected` so
 the engine can fail its request with a clear error instead of waiting forever.
+
+Forked sequences (``n > 1``: the engine forks choices 1..n-1 from choice 0 in the cache once the
+prompt is computed, sharing its blocks copy-on-write) arrive through :meth:`add` already
+holding KV (``num_computed_tokens > 0``): they join the running batch directly when it has room,
+otherwise their KV is freed and they queue for recompute, so waiting sequences never hold KV.
 """
 
 from __future__ import annotations
@@ -39,6 +44,8 @@ class ContinuousScheduler(Scheduler):
     """FCFS continuous batching with chunked prefill and preemption by recompute."""
 
     name = "continuous"
+    accepts_forked = True
+    """:meth:`add` takes sequences whose KV is already in the cache (forked by the engine)."""
 
     def __init__(self, config: SchedulerConfig, kv_cache: KVCache) -> None:
         if config.max_batch_size < 1 or config.max_prefill_tokens < 1:
@@ -56,8 +63,15 @@ class ContinuousScheduler(Scheduler):
         return self._kv
 
     def add(self, seq: Sequence) -> None:
-        seq.status = SequenceStatus.WAITING
         self._order[seq.seq_id] = next(self._ranks)
+        if seq.num_computed_tokens > 0:  # forked: its KV is already cached (shared)
+            if len(self._running) < self.config.max_batch_size:
+                seq.status = SequenceStatus.RUNNING
+                self._running.append(seq)
+                return
+            self._kv.free(seq.seq_id)  # no room: recompute later (the prefix cache may help)
+            seq.num_computed_tokens = 0
+        seq.status = SequenceStatus.WAITING
         self._waiting.append(seq)
 
     def num_waiting(self) -> int:

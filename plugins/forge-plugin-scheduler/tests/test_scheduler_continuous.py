@@ -148,3 +148,29 @@ def test_prefix_caching_through_the_paged_cache():
     sched.add(c)
     out = sched.schedule()
     assert [(ch.seq.seq_id, ch.num_tokens) for ch in out.chunks if ch.seq is c] == [(3, 4)]
+
+
+def test_forked_sequence_joins_running_with_its_kv_or_queues_without_it():
+    """n > 1: the engine forks a choice in the cache and adds it with num_computed > 0. It runs
+    at once when the batch has room; otherwise its KV is freed and it waits for recompute
+    (waiting sequences never hold KV)."""
+    sched, kv = make(batch=2)
+    assert sched.accepts_forked
+    parent = seq(1, 5)
+    sched.add(parent)
+    run_step(sched)  # prompt computed, a token sampled
+    child = Sequence(2, list(parent.token_ids[:5]) + [9], 5, max_tokens=8)
+    kv.fork(1, 2)
+    child.num_computed_tokens = 5
+    sched.add(child)
+    assert child.status is SequenceStatus.RUNNING and sched.num_waiting() == 0
+    assert run_step(sched) == {1: 1, 2: 1}  # both decode; no prompt recompute
+    late = Sequence(3, list(parent.token_ids[:5]) + [4], 5, max_tokens=8)
+    kv.fork(1, 3)
+    late.num_computed_tokens = 5
+    used = kv.free_tokens()
+    sched.add(late)  # the batch (2) is full
+    assert late.status is SequenceStatus.WAITING and late.num_computed_tokens == 0
+    assert kv.free_tokens() > used  # its forked KV was given back
+    sched.finish(1)
+    assert run_step(sched) == {2: 1, 3: 6}  # recomputed from scratch
