@@ -78,5 +78,30 @@ def gather_rows(q, scale, shift, ids, out):  # pragma: no cover - compiled
             out[t, k] = np.float32(qr[k]) * sr[k >> shift]
 
 
+@njit(**_FLAGS)
+def dequant_rows_bf16(q, scale, begin, out):  # pragma: no cover - compiled
+    """Rows ``begin .. begin + R`` of the matrix as bfloat16 bit patterns, rounded to nearest
+    even exactly as ``torch.Tensor.to(torch.bfloat16)`` rounds the float32 product.
+
+    q: [N, G, S] int8 (G groups of S columns), scale: [N, G] float32, out: [R, G, S] uint16.
+    Feeding the bf16 GEMM one cache-sized chunk at a time means the weights cross memory once,
+    as int8, instead of as a full-size float32 and bfloat16 temporary per call.
+    """
+    rows, groups, size = out.shape
+    for r in prange(rows):
+        product = np.empty(size, np.float32)
+        bits = product.view(np.uint32)
+        for g in range(groups):
+            sc = scale[begin + r, g]
+            qg = q[begin + r, g]
+            for s in range(size):
+                product[s] = np.float32(qg[s]) * sc
+            for s in range(size):
+                b = bits[s]
+                out[r, g, s] = np.uint16(
+                    (b + np.uint32(0x7FFF) + ((b >> np.uint32(16)) & np.uint32(1)))
+                    >> np.uint32(16))
+
+
 GEMM_BY_SHIFT = {5: gemm_g32, 4: gemm_g16}
 """Group-size shift -> decode kernel; any other shift means one scale per row (:func:`gemm_row`)."""

@@ -46,7 +46,8 @@ class Int8Matrix:
         return self.q.numel() + self.scale.numel() * 4
 
     def to_dtype(self, dtype: torch.dtype) -> torch.Tensor:
-        """The dequantized matrix ``[N, K]`` in ``dtype`` (a temporary for prefill GEMMs)."""
+        """The whole dequantized matrix ``[N, K]`` in ``dtype`` (the reference the chunked bf16
+        GEMM of :class:`~forge_plugin_cpu.ops_int8.Int8Linear` is tested against)."""
         rows, cols = self.q.shape
         groups = self.scale.shape[1]
         w = self.q.view(rows, groups, cols // groups).to(torch.float32) * self.scale[:, :, None]

@@ -7,6 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from forge_plugin_cpu.backend import CpuBackend
 from forge_plugin_cpu.memory import release_file_pages
 from forge_plugin_cpu.threads import physical_cores
@@ -77,6 +78,19 @@ def test_int8_prefill_and_decode_paths_agree():
     one_by_one = torch.cat([op(x[i : i + 1]) for i in range(40)])  # numba path
     err = (many - one_by_one).abs().max() / one_by_one.abs().max()
     assert err < 1e-2  # only the bf16 rounding of x differs
+
+
+@pytest.mark.parametrize(("qtype", "cols"), [("Q5_0", 256), ("Q6_K", 256), ("Q4_K", 256),
+                                             ("F32", 100)])  # 100 columns: one scale per row
+def test_chunked_bf16_gemm_is_bit_exact_with_whole_matrix_dequantization(monkeypatch, qtype,
+                                                                          cols):
+    import forge_plugin_cpu.ops_int8 as ops
+
+    monkeypatch.setattr(ops, "CHUNK_ROWS", 64)  # 250 rows: three full chunks and a partial one
+    op = CpuBackend(threads=2, precision="int8").linear(random_weight(qtype, (250, cols), seed=8))
+    x = torch.randn(16, cols, generator=torch.Generator().manual_seed(9))
+    whole = F.linear(x.to(torch.bfloat16), op.matrix.to_dtype(torch.bfloat16)).float()
+    assert torch.equal(op(x), whole)
 
 
 def test_release_file_pages_keeps_contents(tmp_path):
