@@ -29,10 +29,12 @@ class HFTokenizer(Tokenizer):
         self.vocab_size = tok.get_vocab_size(with_added_tokens=True)
         self.bos_id = bos_id
         self.add_bos = add_bos and bos_id is not None
-        vocab = tok.get_vocab(with_added_tokens=True)
-        turn_ends = {vocab[t] for t in END_OF_TURN_TOKENS if t in vocab}
+        # Lookups one token at a time: ``get_vocab()`` would build a dict of the whole
+        # vocabulary (~30 MB of Python objects for a 262k-token vocabulary) just for these.
+        lookup = tok.token_to_id
+        turn_ends = {i for i in map(lookup, END_OF_TURN_TOKENS) if i is not None}
         self._special = frozenset(special_ids or ()) | frozenset(
-            vocab[t.content] for t in tok.get_added_tokens_decoder().values() if t.special)
+            lookup(t.content) for t in tok.get_added_tokens_decoder().values() if t.special)
         self.eos_ids = frozenset(eos_ids) | (turn_ends & self._special)
         self.chat_template = chat_template
         self.architecture = architecture
