@@ -33,6 +33,25 @@ def resolve_model_path(model: str | Path | None) -> Path:
     return resolve_model(model)
 
 
+DEFAULT_KV_TOKENS = 4096
+"""Tokens the default KV budget holds: one 4096-token request, or e.g. 64 sequences of 64."""
+
+
+def default_kv_budget(bytes_per_token: int, max_model_len: int | None = None) -> int:
+    """The KV memory budget when neither ``kv_memory_bytes`` nor ``num_blocks`` is given:
+    room for ``max(DEFAULT_KV_TOKENS, max_model_len)`` tokens of this model, never more than
+    the cache's own default (``KVCacheConfig.memory_budget_bytes``, 512 MiB).
+
+    Scales with the model: Gemma 3 270M (36 KiB per token in float32) gets 144 MiB instead of
+    512 MiB, which a busy server would otherwise fill (prefix-cached blocks stay resident) on
+    top of ~290 MB of weights; models of 128 KiB per token and more keep the 512 MiB.
+    """
+    from forge_kernel.interfaces.kv_cache import KVCacheConfig
+
+    tokens = max(DEFAULT_KV_TOKENS, max_model_len or 0)
+    return min(KVCacheConfig().memory_budget_bytes, tokens * int(bytes_per_token))
+
+
 def _create(kind: str, name: str, *args, **kwargs):
     registry = get_host().registry
     try:
@@ -76,6 +95,9 @@ def build_engine(config: EngineConfig | None = None) -> LLMEngine:
     kv_kwargs = {"block_size": config.block_size, "num_blocks": config.num_blocks}
     if config.kv_memory_bytes is not None:
         kv_kwargs["memory_budget_bytes"] = config.kv_memory_bytes
+    elif config.num_blocks is None:
+        kv_kwargs["memory_budget_bytes"] = default_kv_budget(spec.bytes_per_token,
+                                                             config.max_model_len)
     kv_config = KVCacheConfig(**kv_kwargs)
     context = int(model.config.context_length)
     if config.max_model_len is not None and config.max_model_len > context:

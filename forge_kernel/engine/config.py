@@ -27,7 +27,9 @@ class EngineConfig:
     num_blocks: int | None = None
     """KV-cache size in blocks; ``None`` sizes it from ``kv_memory_bytes``."""
     kv_memory_bytes: int | None = None
-    """KV-cache memory budget; ``None`` uses the cache's default (512 MiB)."""
+    """KV-cache memory budget; ``None``: room for 4096 tokens (or ``max_model_len``, if larger)
+    of the model, at most 512 MiB (see :func:`~forge_kernel.engine.builder.default_kv_budget`).
+    ``num_blocks`` overrides both."""
     threads: int | None = None
     """Compute threads for the backend; ``None`` lets the backend choose."""
     max_model_len: int | None = None

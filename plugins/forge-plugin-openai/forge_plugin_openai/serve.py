@@ -30,7 +30,8 @@ def _fail(message: str, code: int = 1) -> None:
               help="Prompt tokens per step; longer prompts are chunked (512).")
 @click.option("--block-size", type=int, default=None, help="KV block size in tokens (16).")
 @click.option("--num-blocks", type=int, default=None,
-              help="KV blocks (default: sized from the KV memory budget).")
+              help="KV blocks (default: room for max(4096, --max-model-len) tokens, at most "
+                   "512 MiB).")
 @click.option("--threads", type=int, default=None, help="Compute threads (default: cores).")
 @click.option("--max-model-len", type=int, default=None, help="Context limit per request.")
 @click.option("--api-key", default=None, help="Require this key (or set FORGE_API_KEY).")
