@@ -130,7 +130,10 @@ def sample(
                     and not _needs_processing(r.params, len(r.output_ids))]
     tokens: list[int | None] = [None] * len(rows)
     if plain_greedy:
-        picked = torch.argmax(logits[plain_greedy], dim=-1).tolist()
+        # numpy's argmax (first maximum, like torch's) is ~15x faster than torch.argmax on a
+        # 262k-entry row (17 vs 240 us on two cores): a few percent of a decode step.
+        greedy = logits if len(plain_greedy) == len(rows) else logits[plain_greedy]
+        picked = greedy.detach().contiguous().numpy().argmax(axis=-1).tolist()
         for i, t in zip(plain_greedy, picked, strict=True):
             tokens[i] = int(t)
     for i, row in enumerate(rows):
