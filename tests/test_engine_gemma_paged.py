@@ -16,10 +16,11 @@ import dataclasses
 import os
 
 import pytest
+from engine_helpers import drain
 
 from forge_kernel.engine.builder import build_engine
 from forge_kernel.engine.config import EngineConfig
-from forge_kernel.engine.engine import LLMEngine, RequestFailed
+from forge_kernel.engine.engine import LLMEngine
 from forge_kernel.engine.types import SamplingParams
 from forge_kernel.interfaces.kv_cache import KVCacheConfig
 from forge_kernel.interfaces.scheduler import SchedulerConfig
@@ -71,16 +72,6 @@ def long_prompt(paged) -> list[int]:
 def run(engine, prompt, params=GREEDY):
     deltas = list(engine.generate(prompt, params))
     return [t for d in deltas for t in d.token_ids], deltas[-1].usage
-
-
-def drain(engine) -> dict[str, dict[int, list[int]]]:
-    out: dict[str, dict[int, list[int]]] = {}
-    while engine.has_unfinished():
-        for rid, delta in engine.step():
-            if isinstance(delta, RequestFailed):
-                raise delta
-            out.setdefault(rid, {}).setdefault(delta.index, []).extend(delta.token_ids)
-    return out
 
 
 def assert_empty(engine):

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import torch
 import transformers
+from engine_helpers import drain
 
 from forge_kernel.engine.async_engine import AsyncEngine
 from forge_kernel.engine.engine import LLMEngine, RequestFailed
@@ -311,17 +312,6 @@ def count_computed(monkeypatch, engine) -> list[int]:
 
     monkeypatch.setattr(engine.model, "forward", counting)
     return counts
-
-
-def drain(engine) -> dict[str, dict[int, list[int]]]:
-    """Run steps until idle; tokens per request id and choice index (errors re-raised)."""
-    out: dict[str, dict[int, list[int]]] = {}
-    while engine.has_unfinished():
-        for rid, delta in engine.step():
-            if isinstance(delta, RequestFailed):
-                raise delta
-            out.setdefault(rid, {}).setdefault(delta.index, []).extend(delta.token_ids)
-    return out
 
 
 @needs_paged
