@@ -6,4 +6,5 @@ cd "$root"
 if [[ ! -x .venv/bin/python ]]; then python3 -m venv .venv; fi
 . .venv/bin/activate
 bash scripts/install-dev.sh
+bash scripts/install-services.sh
 python -m pytest "$@"
