@@ -114,6 +114,17 @@ def forge_register_weight_loaders(register: Register) -> None:
 
 
 @hookspec
+def forge_register_constraint_compilers(register: Register) -> None:
+    """Register structured-output compilers
+    (:class:`forge_kernel.interfaces.constraint.ConstraintCompiler`).
+
+    ``factory(tokenizer, vocab_size)`` returns a compiler, built once per model the first time a
+    request carries a constraint (``response_format``, ``guided_*``, forced tool calls). The
+    engine then holds the compiled matchers: nothing is dispatched per token.
+    """
+
+
+@hookspec
 def forge_register_commands(cli: click.Group) -> None:
     """Add subcommands to the ``forge`` command-line group.
 

@@ -18,6 +18,7 @@ KINDS: dict[str, str] = {
     "endpoint": "forge_register_endpoints",
     "model_architecture": "forge_register_model_architectures",
     "weight_loader": "forge_register_weight_loaders",
+    "constraint": "forge_register_constraint_compilers",
 }
 """Extension kind -> the registration hook that fills it."""
 

@@ -62,6 +62,7 @@ REGISTRATION_HOOKS = {
     "forge_register_endpoints": "endpoint",
     "forge_register_model_architectures": "model_architecture",
     "forge_register_weight_loaders": "weight_loader",
+    "forge_register_constraint_compilers": "constraint",
 }
 
 

@@ -25,6 +25,7 @@ from forge_kernel.engine.types import (
     Usage,
 )
 from forge_kernel.errors import KVCacheFull
+from forge_kernel.interfaces.constraint import compile_constraint
 from forge_kernel.interfaces.kv_cache import KVCache
 from forge_kernel.interfaces.model import CausalLM, ForwardBatch, SequenceChunk, Tokenizer
 from forge_kernel.interfaces.scheduler import Scheduler
@@ -86,6 +87,8 @@ class LLMEngine:
         """Raise :class:`InvalidRequest` if the request cannot run (before anything is queued)."""
         validate(prompt_ids, params, vocab_size=self.vocab_size,
                  max_model_len=self.max_model_len, prompt_param=prompt_param)
+        if params.constraint is not None:  # compiled once (cached): a bad schema is a 400 now
+            compile_constraint(params.constraint, self.tokenizer, self.vocab_size)
 
     def add_request(self, request_id: str, prompt_ids: list[int], params: SamplingParams,
                     prompt_param: str = "prompt") -> None:
@@ -211,7 +214,7 @@ class LLMEngine:
             sampled = sampled + [(req, state) for req, state, _ in forked]
             logits = logits[list(range(len(logits))) + [row for _, _, row in forked]]
         rows = [SamplingRow(req.params, req.prompt_ids, state.output_ids, state.generator,
-                            self.tokenizer.eos_ids) for req, state in sampled]
+                            self.tokenizer.eos_ids, state.constraint) for req, state in sampled]
         results = sample(logits, rows)
         now = time.monotonic()
         events = []

@@ -11,6 +11,7 @@ import torch
 
 from forge_kernel.engine.stop import StopChecker
 from forge_kernel.engine.types import InvalidRequest, SamplingParams, TokenLogprob
+from forge_kernel.interfaces.constraint import Constraint
 from forge_kernel.interfaces.model import Tokenizer
 from forge_kernel.interfaces.scheduler import Sequence
 
@@ -30,6 +31,8 @@ class SeqState:
     finish_reason: str | None = None
     cached_tokens: int | None = None
     """Prompt tokens found in the prefix cache (known at the first scheduled chunk)."""
+    constraint: Constraint | None = None
+    """This choice's structured-output matcher (``params.constraint`` compiled), else None."""
 
     @property
     def finished(self) -> bool:
@@ -129,6 +132,9 @@ def validate(prompt_ids: list[int], params: SamplingParams, *, vocab_size: int,
                                f"got {p.logprobs!r}")
     if not isinstance(p.n, int) or not 1 <= p.n <= MAX_N:
         raise _bad("n", f"n must be between 1 and {MAX_N}, got {p.n!r}")
+    if p.constraint is not None and p.ignore_eos:
+        # A finished constraint allows only end-of-sequence tokens: nothing valid could follow.
+        raise _bad("ignore_eos", f"ignore_eos cannot be combined with {p.constraint.param}")
     requested = len(prompt_ids) + (p.max_tokens or 0)
     if len(prompt_ids) >= max_model_len or requested > max_model_len:
         raise InvalidRequest(
@@ -151,7 +157,10 @@ def make_request(request_id: str, prompt_ids: list[int], params: SamplingParams,
         checker = StopChecker(tokenizer.detokenizer(prompt_ids), stop=params.stop,
                               stop_token_ids=params.stop_token_ids, eos_ids=tokenizer.eos_ids,
                               ignore_eos=params.ignore_eos, max_tokens=max_tokens)
-        seqs.append(SeqState(index, seq, checker, make_generator(params.seed, index)))
+        state = SeqState(index, seq, checker, make_generator(params.seed, index))
+        if params.constraint is not None:  # compiled by the engine's validate()
+            state.constraint = params.constraint.compiled.new_constraint()
+        seqs.append(state)
     return Request(request_id, list(prompt_ids), params, seqs)
 
 

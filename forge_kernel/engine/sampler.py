@@ -15,6 +15,10 @@ Order of transforms for one row (the same as vLLM / Hugging Face):
 above), as OpenAI reports them: they describe the model, not the sampling settings, and they do
 not change when a client changes ``temperature``.
 
+**Constraints** (structured output) come first of all: a row with a
+:class:`~forge_kernel.interfaces.constraint.Constraint` has every disallowed token set to
+``-inf`` before the transforms above, and the sampled token is fed back to it.
+
 Rows never read each other's data, so a row's token depends only on its logits and its own
 generator: a seeded request samples the same text whatever else is in the batch.
 """
@@ -27,6 +31,7 @@ from dataclasses import dataclass, field
 import torch
 
 from forge_kernel.engine.types import SamplingParams, TokenLogprob
+from forge_kernel.interfaces.constraint import Constraint, mask_words
 
 _GREEDY_EPS = 1e-5
 _TOP_P_CANDIDATES = 1024
@@ -41,6 +46,7 @@ class SamplingRow:
     output_ids: Sequence[int]
     generator: torch.Generator | None
     eos_ids: frozenset[int] = field(default_factory=frozenset)
+    constraint: Constraint | None = None
 
 
 def _needs_processing(p: SamplingParams, num_output: int) -> bool:
@@ -118,6 +124,26 @@ def _draw(vals: torch.Tensor, idx: torch.Tensor | None, params: SamplingParams,
     return choice if idx is None else int(idx[choice])
 
 
+_BIT = None
+
+
+def _masked_logits(logits: torch.Tensor, rows: Sequence[SamplingRow],
+                   constrained: list[int]) -> dict[int, torch.Tensor]:
+    """Each constrained row's logits with the tokens its constraint forbids set to ``-inf``
+    (new tensors: the raw logits stay intact for logprobs). One bitmask fill per row, then
+    one vectorized unpack for all of them."""
+    global _BIT
+    if _BIT is None:
+        _BIT = torch.arange(32, dtype=torch.int32)
+    vocab = logits.shape[1]
+    words = torch.zeros((len(constrained), mask_words(vocab)), dtype=torch.int32)
+    for j, i in enumerate(constrained):
+        rows[i].constraint.allowed_tokens(words[j])
+    allowed = ((words.unsqueeze(-1) >> _BIT) & 1).view(len(constrained), -1)[:, :vocab]
+    out = logits[constrained].masked_fill(allowed == 0, float("-inf"))  # [C, V]
+    return {i: out[j] for j, i in enumerate(constrained)}
+
+
 def sample(
     logits: torch.Tensor, rows: Sequence[SamplingRow]
 ) -> list[tuple[int, TokenLogprob | None]]:
@@ -126,8 +152,10 @@ def sample(
     logits = logits.float()
     # Greedy rows with no processing are the common serving case: one batched argmax.
     plain_greedy = [i for i, r in enumerate(rows)
-                    if r.params.temperature < _GREEDY_EPS
+                    if r.params.temperature < _GREEDY_EPS and r.constraint is None
                     and not _needs_processing(r.params, len(r.output_ids))]
+    constrained = [i for i, r in enumerate(rows) if r.constraint is not None]
+    masked = _masked_logits(logits, rows, constrained) if constrained else {}
     tokens: list[int | None] = [None] * len(rows)
     if plain_greedy:
         # numpy's argmax (first maximum, like torch's) is ~15x faster than torch.argmax on a
@@ -139,10 +167,17 @@ def sample(
     for i, row in enumerate(rows):
         if tokens[i] is not None:
             continue
-        x = logits[i]
+        x = masked.get(i, logits[i])
         if _needs_processing(row.params, len(row.output_ids)):
             x = process_logits(x, row)
-        tokens[i] = sample_row(x, row.params, row.generator)
+        if i in masked and not bool(torch.isfinite(x).any()):
+            # Nothing allowed (e.g. min_tokens banned the EOS a finished constraint requires):
+            # end the sequence rather than emit a token outside the constraint.
+            tokens[i] = min(row.eos_ids) if row.eos_ids else int(torch.argmax(masked[i]))
+        else:
+            tokens[i] = sample_row(x, row.params, row.generator)
+        if row.constraint is not None:
+            row.constraint.accept(int(tokens[i]))
     want = [i for i, r in enumerate(rows) if r.params.logprobs is not None]
     results: list[tuple[int, TokenLogprob | None]] = [(int(t), None) for t in tokens]
     if want:

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from forge_kernel.interfaces.constraint import ConstraintSpec
 
 
 class InvalidRequest(ValueError):
@@ -39,6 +43,9 @@ class SamplingParams:
     logprobs: int | None = None
     """``None``: no logprobs; ``0``: the sampled token's; ``k``: also the top ``k``."""
     n: int = 1
+    constraint: ConstraintSpec | None = None
+    """Structured output: every choice's tokens are masked to match it (JSON schema, regex,
+    choice, grammar); compiled once when the engine validates the request."""
 
 
 @dataclass(slots=True)

@@ -12,6 +12,7 @@ quantizer              :class:`quantizer.Quantizer`           ``forge_register_q
 trainer                :class:`trainer.Trainer`               ``forge_register_trainers``
 tool                   :class:`tool.Tool`                     ``forge_register_tools``
 endpoint / middleware  :class:`endpoint.Endpoint`             ``forge_register_endpoints``
+constraint compiler    :class:`constraint.ConstraintCompiler` ``forge_register_constraint_compilers``
 =====================  =====================================  ==================================
 
 The modules import torch only for type checking, so importing an interface stays cheap.

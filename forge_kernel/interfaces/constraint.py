@@ -1,0 +1,137 @@
+"""Token constraints: structured output (JSON schema, regex, choice, grammar) as per-step masks.
+
+A request carries a declarative :class:`ConstraintSpec` in
+:attr:`~forge_kernel.engine.types.SamplingParams.constraint`. When the engine validates the
+request (before it is queued, so a bad schema is a 400 and not a broken stream) the spec is
+compiled **once** by a :class:`ConstraintCompiler` that a plugin registered through
+``forge_register_constraint_compilers``; every choice of the request then gets its own
+:class:`Constraint` (the matcher state). The sampler asks each constrained row for its allowed
+tokens and feeds it the sampled token: plain method calls on held objects, no hook dispatch per
+token. Rows with and without constraints share a batch.
+
+Mask format: an ``int32`` tensor of ``ceil(vocab_size / 32)`` words, token ``t`` allowed when
+bit ``t % 32`` of word ``t // 32`` is set (the layout xgrammar and llguidance both fill).
+"""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+
+    from forge_kernel.interfaces.model import Tokenizer
+
+KINDS = ("json_object", "json_schema", "regex", "choice", "grammar")
+"""Constraint kinds an endpoint may ask for; a compiler may support a subset."""
+
+
+@dataclass(slots=True, eq=False)
+class ConstraintSpec:
+    """What a request's output must match.
+
+    ``value`` by kind: ``json_object`` -> ``None``; ``json_schema`` -> the schema ``dict``;
+    ``regex`` -> a pattern ``str``; ``choice`` -> a ``list[str]`` (output is exactly one);
+    ``grammar`` -> a grammar ``str`` (EBNF/GBNF/Lark, as the compiler documents).
+    """
+
+    kind: str
+    value: Any = None
+    param: str = "response_format"
+    """The request field errors name (``response_format``, ``guided_regex``, ``tools``...)."""
+    compiler: str | None = None
+    """Registered compiler to use; ``None``: the only one installed (or the first by name)."""
+    compiled: CompiledConstraint | None = field(default=None, repr=False)
+    """Set by :func:`compile_constraint` (so repeated validation compiles once)."""
+
+
+def mask_words(vocab_size: int) -> int:
+    """Length of a mask row for ``vocab_size`` tokens."""
+    return (vocab_size + 31) // 32
+
+
+class Constraint(ABC):
+    """The matcher of one sequence: which tokens may come next, fed one token per step."""
+
+    @abstractmethod
+    def allowed_tokens(self, mask_out: torch.Tensor) -> None:
+        """Write the allowed next tokens into ``mask_out`` (``int32 [mask_words(V)]``, already
+        zeroed or not: implementations overwrite every word)."""
+
+    @abstractmethod
+    def accept(self, token_id: int) -> bool:
+        """Advance by the sampled token; ``False`` if the token was not allowed (the state is
+        then unchanged)."""
+
+    @abstractmethod
+    def is_finished(self) -> bool:
+        """True once the output is complete (only end-of-sequence tokens remain allowed)."""
+
+
+class CompiledConstraint(ABC):
+    """A compiled spec, shared by every choice of a request (and cached across requests)."""
+
+    @abstractmethod
+    def new_constraint(self) -> Constraint:
+        """A fresh matcher at the start state."""
+
+
+class ConstraintCompiler(ABC):
+    """Compiles specs for one tokenizer. Factory: ``factory(tokenizer, vocab_size)``; built once
+    per model, so per-vocabulary tables are computed once."""
+
+    @abstractmethod
+    def compile(self, spec: ConstraintSpec) -> CompiledConstraint:
+        """Compile ``spec``; raise :class:`~forge_kernel.engine.types.InvalidRequest` (with
+        ``param=spec.param``) naming what is unsupported or malformed."""
+
+
+_compilers: dict[tuple[int, str], tuple[Any, ConstraintCompiler]] = {}
+_lock = threading.Lock()
+
+
+def _compiler(name: str | None, tokenizer: Tokenizer, vocab_size: int,
+              param: str) -> ConstraintCompiler:
+    from forge_kernel.engine.types import InvalidRequest
+    from forge_kernel.plugins import get_host
+
+    registry = get_host().registry
+    names = registry.names("constraint")
+    if not names:
+        raise InvalidRequest(f"{param}: structured output needs a constraint compiler plugin; "
+                             f"install forge-plugin-structured", param=param,
+                             code="unsupported_parameter")
+    chosen = name or names[0]
+    if chosen not in names:
+        raise InvalidRequest(f"no constraint compiler named {chosen!r} (available: "
+                             f"{', '.join(names)})", param=param)
+    key = (id(tokenizer), chosen)
+    with _lock:  # the tokenizer is kept in the entry, so its id cannot be reused meanwhile
+        entry = _compilers.get(key)
+        if entry is None:
+            entry = (tokenizer, registry.create("constraint", chosen, tokenizer, vocab_size))
+            _compilers[key] = entry
+    return entry[1]
+
+
+def compile_constraint(spec: ConstraintSpec, tokenizer: Tokenizer,
+                       vocab_size: int) -> CompiledConstraint:
+    """Compile ``spec`` with the chosen compiler (built once per tokenizer) and remember the
+    result in ``spec.compiled``. Raises ``InvalidRequest`` for unknown kinds and whatever the
+    compiler refuses."""
+    from forge_kernel.engine.types import InvalidRequest
+
+    if spec.compiled is not None:
+        return spec.compiled
+    if spec.kind not in KINDS:
+        raise InvalidRequest(f"unknown constraint kind {spec.kind!r} (one of "
+                             f"{', '.join(KINDS)})", param=spec.param)
+    spec.compiled = _compiler(spec.compiler, tokenizer, vocab_size, spec.param).compile(spec)
+    return spec.compiled
+
+
+__all__ = ["KINDS", "CompiledConstraint", "Constraint", "ConstraintCompiler", "ConstraintSpec",
+           "compile_constraint", "mask_words"]
