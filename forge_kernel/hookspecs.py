@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Any
 from forge_kernel.markers import hookspec
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import click
 
     from forge_kernel.config import ForgeConfig
@@ -130,6 +132,18 @@ def forge_register_commands(cli: click.Group) -> None:
 
     Called once when the CLI starts. Add commands with ``@cli.command()``; keep imports of heavy
     modules (torch) inside the command body so ``forge --help`` stays fast.
+    """
+
+
+@hookspec(firstresult=True)
+def forge_resolve_model(name: str) -> Path | None:
+    """Turn a model name that is not an existing path into the path of its files.
+
+    Called by the kernel for ``--model NAME`` / ``forge run NAME`` (and for the default model,
+    ``gemma3-270m``, when no model is given); the first non-``None`` answer wins. Return
+    ``None`` for a name you do not know; raise a :class:`forge_kernel.errors.ForgeError` for a
+    name you know but cannot provide (e.g. its files are missing). forge-plugin-store answers
+    with stored, pulled and built-in models.
     """
 
 

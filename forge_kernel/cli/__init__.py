@@ -16,17 +16,21 @@ from forge_kernel import __version__
 
 BUILTIN_COMMANDS = {
     "run": "forge_kernel.cli.run:run_command",
-    "pull": "forge_kernel.cli.models:pull_command",
-    "list": "forge_kernel.cli.models:list_command",
-    "show": "forge_kernel.cli.models:show_command",
-    "rm": "forge_kernel.cli.models:rm_command",
     "plugins": "forge_kernel.cli.plugins_cmd:plugins_command",
     "config": "forge_kernel.cli.config_cmd:config_command",
 }
+_STORE = "forge-plugin-store"
 FEATURE_PLUGINS = {
     "serve": ("forge-plugin-openai", "Serve models over the OpenAI-compatible HTTP API."),
-    "quantize": ("forge-plugin-ggml", "Quantize a model's weights."),
-    "train": ("forge-plugin-train", "Fine-tune a model (SFT, LoRA, DPO)."),
+    "pull": (_STORE, "Add a model to the local store (path, built-in name, Hugging Face)."),
+    "list": (_STORE, "List stored models."),
+    "show": (_STORE, "Show a model's architecture, tokenizer and chat template."),
+    "rm": (_STORE, "Remove stored models."),
+    "quantize": ("forge-plugin-ggml-quant", "Quantize a model's weights."),
+    "train": ("forge-plugin-train", "Fine-tune a model (SFT, LoRA)."),
+    "runs": ("forge-plugin-train", "List training runs."),
+    "eval": ("forge-plugin-eval", "Evaluate a model."),
+    "rag": ("forge-plugin-rag", "Index documents and answer from them."),
     "keys": ("forge-plugin-auth", "Manage API keys."),
 }
 """Commands provided by plugins: the distribution to install when the command is missing."""

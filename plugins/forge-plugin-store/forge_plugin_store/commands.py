@@ -38,7 +38,7 @@ def _fail(exc: Exception) -> None:
 def pull_command(reference: str, name: str | None) -> None:
     """Add a model to the store: a built-in name (gemma3-270m), a local PATH, or a Hugging Face
     reference OWNER/REPO (safetensors) or OWNER/REPO:FILE (e.g. a GGUF file)."""
-    from forge_kernel.pull import pull
+    from forge_plugin_store.pull import pull
 
     try:
         record = pull(reference, name=name)
@@ -55,7 +55,7 @@ def list_command(as_json: bool) -> None:
     """List stored models."""
     from dataclasses import asdict
 
-    from forge_kernel.store import ModelStore
+    from forge_plugin_store.store import ModelStore
 
     records = [record for record, _ in ModelStore().records()]
     if as_json:
@@ -83,7 +83,7 @@ def show_command(model: str | None, template: bool) -> None:
     """Show a model's architecture, context length, quantization mix, tokenizer, chat template
     and license. Without MODEL, shows the default model."""
     from forge_kernel.modeling import open_model_source
-    from forge_kernel.store import resolve_model
+    from forge_plugin_store.store import resolve_model
 
     try:
         source = open_model_source(resolve_model(model))
@@ -132,7 +132,7 @@ def show_command(model: str | None, template: bool) -> None:
 @click.argument("names", nargs=-1, required=True)
 def rm_command(names: tuple[str, ...]) -> None:
     """Remove stored models (built-in files are never deleted, only their store entry)."""
-    from forge_kernel.store import ModelStore
+    from forge_plugin_store.store import ModelStore
 
     store = ModelStore()
     missing = [n for n in names if not store.remove(n)]

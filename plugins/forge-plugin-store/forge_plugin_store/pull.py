@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from forge_kernel.errors import ForgeError
-from forge_kernel.store import BUILTIN_MODELS, ModelRecord, ModelStore
+from forge_plugin_store.store import BUILTIN_MODELS, ModelRecord, ModelStore
 
 HF_PATTERNS = ["*.safetensors", "*.json", "tokenizer.model", "*.txt", "*.jinja"]
 """Files of a safetensors repository that a pull downloads (weights, configs, tokenizer)."""
