@@ -1,0 +1,1 @@
+"""forge-plugin-cache: a response cache for deterministic OpenAI completion requests."""
