@@ -1,10 +1,16 @@
 """Configuration: defaults < file < environment (``FORGE_*``) < command-line flags.
 
 The file is ``$FORGE_CONFIG`` or ``$FORGE_HOME/config.{toml,yaml,yml,json}`` (``FORGE_HOME``
-defaults to ``~/.forge``). Top-level keys are :class:`ForgeConfig` fields; tables/mappings
-are per-plugin sections, read with :meth:`ForgeConfig.section`. Every value remembers where it
-came from (``forge config`` prints it); a value of the wrong type is a :class:`ConfigError`
-naming the key and the expected type.
+defaults to ``~/.forge``). Top-level keys are :class:`ForgeConfig`'s server fields and the
+fields of its nested :class:`~forge_kernel.engine.config.EngineConfig` (the one home of engine
+defaults), set by name everywhere: ``max_batch_size = 8`` in the file, ``FORGE_MAX_BATCH_SIZE``,
+``--max-batch-size``. Tables/mappings are per-plugin sections, read with
+:meth:`ForgeConfig.section`. Every value remembers where it came from (``forge config`` prints
+it); a value of the wrong type is a :class:`ConfigError` naming the key and the expected type.
+
+Loading never discovers plugins (this module does not import :mod:`forge_kernel.plugins`): the
+sections plugins declared are passed in, or come from the plugin host already discovered
+(:func:`declare_sections`).
 """
 
 from __future__ import annotations
@@ -14,13 +20,17 @@ import json
 import os
 import types
 import typing
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from forge_kernel.engine.config import EngineConfig
 from forge_kernel.errors import ConfigError
 
 SECRET_FIELDS = frozenset({"api_key"})
+LOG_FORMATS = ("auto", "console", "json")
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
 @dataclass(slots=True)
@@ -29,21 +39,14 @@ class ForgeConfig:
 
     host: str = "127.0.0.1"
     port: int = 8000
-    model: str | None = None
-    backend: str = "cpu"
-    kv_cache: str = "paged"
-    scheduler: str = "continuous"
-    max_batch_size: int = 64
-    max_prefill_tokens: int = 512
-    block_size: int = 16
-    num_blocks: int | None = None
-    threads: int | None = None
-    max_model_len: int | None = None
     api_key: str | None = None
     log_format: str = "auto"
+    """``auto`` (console on a terminal, JSON lines otherwise), ``console`` or ``json``."""
     log_level: str = "info"
     plugins: str | None = None
-    sections: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Allow-list of plugins (comma-separated names); applied before any plugin is imported."""
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    sections: dict[str, Any] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)
 
     def section(self, name: str) -> Any:
@@ -56,34 +59,44 @@ class ForgeConfig:
     def effective(self) -> list[tuple[str, Any, str]]:
         """``(key, value, source)`` rows with secrets masked, for ``forge config``."""
         rows = []
-        for f in _fields():
-            value = getattr(self, f.name)
-            if f.name in SECRET_FIELDS and value:
-                value = "***"
-            rows.append((f.name, value, self.sources.get(f.name, "default")))
+        for key, (owner, _) in _keys(self).items():
+            rows.append((key, _masked(key, getattr(owner, key)), self.sources.get(key, "default")))
         for section, values in self.sections.items():
             items = (values.items() if isinstance(values, dict)
                      else ((f.name, getattr(values, f.name)) for f in dataclasses.fields(values)))
             for key, value in items:
-                if _is_secret(key) and value:
-                    value = "***"
-                rows.append((f"{section}.{key}", value,
+                rows.append((f"{section}.{key}", _masked(key, value),
                              self.sources.get(f"{section}.{key}", "default")))
         return rows
 
 
-def _is_secret(key: str) -> bool:
+def _masked(key: str, value: Any) -> Any:
     from forge_kernel.log import is_secret_key  # masks hf_token, not max_tokens
 
-    return key in SECRET_FIELDS or is_secret_key(key)
+    return "***" if value and (key in SECRET_FIELDS or is_secret_key(key)) else value
 
 
-def _fields() -> list[dataclasses.Field]:
-    return [f for f in dataclasses.fields(ForgeConfig) if f.name not in ("sections", "sources")]
+def _keys(config: ForgeConfig) -> dict[str, tuple[Any, Any]]:
+    """Every top-level key -> (the object holding it, its type): server fields, then the
+    engine's."""
+    keys: dict[str, tuple[Any, Any]] = {}
+    for owner in (config, config.engine):
+        hints = typing.get_type_hints(type(owner))
+        for f in dataclasses.fields(owner):
+            if f.name not in ("engine", "sections", "sources"):
+                keys[f.name] = (owner, hints[f.name])
+    return keys
 
 
-def _hints() -> dict[str, Any]:
-    return typing.get_type_hints(ForgeConfig)
+_declared: Callable[[], Mapping[str, type]] = dict
+
+
+def declare_sections(source: Callable[[], Mapping[str, type]] | None) -> None:
+    """Tell :func:`load_config` where the declared sections are (``section -> dataclass``):
+    called by :mod:`forge_kernel.plugins` for the process-wide host, so this module never
+    imports (and never triggers discovery of) plugins."""
+    global _declared
+    _declared = source or dict
 
 
 def _coerce(key: str, value: Any, hint: Any, from_text: bool,  # noqa: C901
@@ -158,41 +171,42 @@ def _read(path: Path) -> dict[str, Any]:
 
 
 def load_config(flags: dict[str, Any] | None = None,
-                sections: dict[str, type] | None = None) -> ForgeConfig:
+                sections: Mapping[str, type] | None = None) -> ForgeConfig:
     """Build the effective configuration; ``flags`` are command-line values (``None`` = unset).
 
     ``sections`` maps section names to the dataclasses plugins declared; by default those of the
-    process-wide plugin host (:func:`forge_kernel.plugins.get_host`).
+    plugin host already discovered (none before discovery; loading never discovers plugins).
     """
-    if sections is None:
-        from forge_kernel.plugins import get_host
-
-        sections = {name: schema for name, (schema, _) in get_host().config_sections.items()}
+    sections = _declared() if sections is None else sections
     config = ForgeConfig()
-    hints = _hints()
-    names = {f.name for f in _fields()}
+    keys = _keys(config)
+
+    def put(key: str, value: Any, from_text: bool, where: str, source: str) -> None:
+        owner, hint = keys[key]
+        setattr(owner, key, _coerce(key, value, hint, from_text, where))
+        config.sources[key] = source
+
     path = config_file()
     if path is not None:
         for key, value in _read(path).items():
             if isinstance(value, dict):
                 config.sections[key] = value
-                continue
-            if key not in names:  # a typo must not be ignored silently
+            elif key in keys:
+                put(key, value, False, f"file {path}", f"file {path}")
+            else:  # a typo must not be ignored silently
                 raise ConfigError(f"{path}: unknown config key {key!r} "
-                                  f"(known: {', '.join(sorted(names))})")
-            setattr(config, key, _coerce(key, value, hints[key], False, f"file {path}"))
-            config.sources[key] = f"file {path}"
-    for key in names:
+                                  f"(known: {', '.join(sorted(keys))})")
+    for key in keys:
         env_name = f"FORGE_{key.upper()}"
         if env_name in os.environ:
-            setattr(config, key, _coerce(key, os.environ[env_name], hints[key], True,
-                                         f"env {env_name}"))
-            config.sources[key] = f"env {env_name}"
+            put(key, os.environ[env_name], True, f"env {env_name}", f"env {env_name}")
     for key, value in (flags or {}).items():
-        if value is not None and key in names:
-            setattr(config, key, _coerce(key, value, hints[key], False,
-                                         f"--{key.replace('_', '-')}"))
-            config.sources[key] = "command line"
+        if value is not None and key in keys:
+            put(key, value, False, f"--{key.replace('_', '-')}", "command line")
+    for key, allowed in (("log_format", LOG_FORMATS), ("log_level", LOG_LEVELS)):
+        if str(getattr(config, key)).lower() not in allowed:
+            raise ConfigError(f"config key {key!r} ({config.sources.get(key)}): expected one "
+                              f"of {', '.join(allowed)}, got {getattr(config, key)!r}")
     for name, schema in sections.items():
         config.sections[name] = _build_section(config, name, schema, path)
     return config

@@ -26,7 +26,7 @@ from typing import Any
 
 import pluggy
 
-from forge_kernel import hookspecs
+from forge_kernel import config, hookspecs
 from forge_kernel.errors import DuplicateImplementationError, PluginError
 from forge_kernel.markers import PROJECT_NAME
 from forge_kernel.registry import KINDS, Registry
@@ -70,6 +70,11 @@ class PluginHost:
     @property
     def hook(self) -> pluggy.HookRelay:
         return self.pm.hook
+
+    def section_schemas(self) -> dict[str, type]:
+        """``section -> dataclass`` declared by the loaded plugins (for
+        :func:`forge_kernel.config.load_config`)."""
+        return {name: schema for name, (schema, _) in self.config_sections.items()}
 
     def register(self, plugin: object, name: str) -> None:
         """Register one plugin object and collect what its registration hooks offer.
@@ -242,18 +247,23 @@ def select_plugins(allow: str | None) -> None:
 
 def get_host() -> PluginHost:
     """The process-wide host; plugins are discovered on first call."""
-    global _host
     if _host is None:
         host = PluginHost()
         host.discover(_allow_override)
-        _host = host
+        install_host(host)
     return _host
+
+
+def discovered() -> bool:
+    """Whether the process-wide host exists (plugins were discovered or a host installed)."""
+    return _host is not None
 
 
 def reset_host() -> None:
     """Forget the discovered host (tests)."""
-    global _host, _allow_override
-    _host, _allow_override = None, None
+    global _allow_override
+    install_host(None)
+    _allow_override = None
 
 
 def install_host(host: PluginHost | None) -> PluginHost | None:
@@ -261,4 +271,5 @@ def install_host(host: PluginHost | None) -> PluginHost | None:
     previous one so a test can put it back."""
     global _host
     previous, _host = _host, host
+    config.declare_sections(host.section_schemas if host is not None else None)
     return previous

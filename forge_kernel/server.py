@@ -1,17 +1,28 @@
-"""Assembling the HTTP server from plugins (used by ``forge serve``).
+"""The ``forge serve`` lifecycle: how a server starts, serves and stops.
+
+:func:`serve` is the whole story, in order: the effective configuration -> ``--plugins``
+restriction -> ``forge_configure`` -> engine build -> ``forge_startup`` -> :func:`build_app`
+-> uvicorn -> on SIGTERM/SIGINT abort in-flight requests -> ``forge_shutdown``.
 
 :func:`build_app` creates the FastAPI application, mounts every registered
 :class:`~forge_kernel.interfaces.endpoint.Endpoint` and wraps the result in every registered
 :class:`~forge_kernel.interfaces.endpoint.Middleware` (lowest ``order`` outermost), so plugins
 compose without knowing each other: auth and metrics cover routes a third-party plugin adds.
-FastAPI is imported only here, when serving.
+FastAPI and uvicorn are not kernel dependencies: the endpoint plugins bring them, and they are
+imported only here, when serving.
 """
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import signal
+import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from forge_kernel.errors import MissingPluginError, StartupRefused
 from forge_kernel.interfaces.endpoint import Endpoint, Middleware
 
 
@@ -62,3 +73,101 @@ def build_app(context: ServerContext) -> Any:
     for middleware in sorted(middlewares, key=lambda m: m.order, reverse=True):
         wrapped = middleware.wrap(wrapped, context)
     return wrapped
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def check_servable(host: Any) -> None:
+    """Say what to install (instead of a traceback) when nothing could be served: no endpoint
+    plugin, no compute backend, or no FastAPI/uvicorn."""
+    from forge_kernel.engine.config import require_backend
+
+    if not host.registry.names("endpoint"):
+        raise MissingPluginError(
+            "`forge serve` has nothing to serve: no endpoint plugin is installed or enabled.\n"
+            "  pip install forge-plugin-openai\n(or forge-plugin-websocket; see `forge plugins`)")
+    require_backend(host, "forge serve")
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as exc:
+        raise MissingPluginError(f"`forge serve` needs FastAPI and uvicorn ({exc}), which the "
+                                 "endpoint plugins depend on: pip install forge-plugin-openai "
+                                 "(or reinstall your endpoint plugin)") from None
+
+
+def serve(config: Any) -> None:
+    """Run ``forge serve`` with the effective :class:`~forge_kernel.config.ForgeConfig` until
+    SIGTERM/SIGINT. Raises :class:`~forge_kernel.errors.ForgeError` when it cannot start (bad
+    configuration, a plugin refusing start-up); the caller reports it."""
+    from forge_kernel.plugins import get_host
+
+    host = get_host()
+    if config.plugins:  # discovery already skipped the others; this checks the names exist
+        host.restrict(config.plugins)
+    check_servable(host)
+    from forge_kernel.engine.async_engine import AsyncEngine  # torch: only once servable
+    from forge_kernel.engine.builder import build_engine
+    from forge_kernel.engine.config import display_name, locate_model
+
+    host.hook.forge_configure(config=config)
+    settings = config.engine
+    model_path = locate_model(host, settings.model)
+    engine = build_engine(dataclasses.replace(
+        settings, model=model_path, model_name=settings.model_name or display_name(settings.model)))
+    async_engine = AsyncEngine(engine)
+    context = ServerContext(
+        engine=async_engine, model_name=engine.model_name, config=config,
+        registry=host.registry, host=host,
+        aliases={str(model_path), Path(model_path).name, Path(model_path).stem},
+        components={"backend": settings.backend, "kv_cache": settings.kv_cache,
+                    "scheduler": settings.scheduler})
+    refusals = host.call_each("forge_startup", context=context)
+    if refusals:
+        _shutdown_hooks(host, context)  # plugins whose start-up ran may hold resources
+        plugin, exc = refusals[0]
+        reason = str(exc) if isinstance(exc, StartupRefused) else f"{type(exc).__name__}: {exc}"
+        raise StartupRefused(f"plugin {plugin!r} refused start-up: {reason}")
+    import uvicorn  # present: check_servable made sure
+
+    app = build_app(context)
+    async_engine.start()
+    endpoints = ", ".join(i.name for i in host.registry.implementations("endpoint"))
+    _say(f"forge serving {engine.model_name} ({engine.model_config.architecture}, max_model_len "
+         f"{engine.max_model_len}) | backend {settings.backend} | kv cache {settings.kv_cache} | "
+         f"scheduler {settings.scheduler} | endpoints: {endpoints}")
+    _say(f"listening on http://{config.host}:{config.port} (OpenAI API at /v1 when the openai "
+         "endpoint is installed)")
+    server = _graceful_server(async_engine, uvicorn.Config(
+        app, host=config.host, port=config.port, log_level="warning", ws="websockets-sansio",
+        timeout_graceful_shutdown=5))
+    try:
+        server.run()  # returns on SIGINT/SIGTERM after in-flight requests end or time out
+    finally:
+        asyncio.run(async_engine.shutdown())
+        _shutdown_hooks(host, context)
+        _say("forge: shut down")
+
+
+def _shutdown_hooks(host: Any, context: ServerContext) -> None:
+    for plugin, exc in host.call_each("forge_shutdown", context=context):
+        _say(f"forge: plugin {plugin!r} failed during shutdown: {exc}")
+
+
+def _graceful_server(engine: Any, config: Any) -> Any:
+    """A uvicorn server that, on SIGTERM/SIGINT, aborts every in-flight request (streams end
+    with ``finish_reason="abort"`` then ``[DONE]``; their KV is freed) and returns normally
+    instead of re-raising the signal, so shutdown hooks run and the process exits 0. A second
+    SIGINT forces the exit."""
+    import uvicorn
+
+    class GracefulServer(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:  # noqa: ARG002 - signal API
+            if self.should_exit and sig == signal.SIGINT:
+                self.force_exit = True
+            self.should_exit = True
+            engine.abort_all()
+
+    return GracefulServer(config)

@@ -53,7 +53,7 @@ def sources(config: ForgeConfig) -> dict[str, tuple[object, str]]:
 
 def test_defaults() -> None:
     config = load_config(sections={})
-    assert (config.host, config.port, config.backend, config.model) == (
+    assert (config.host, config.port, config.engine.backend, config.engine.model) == (
         "127.0.0.1", 8000, "cpu", None)
     assert config_file() is None
     assert {source for _, source in sources(config).values()} == {"default"}
@@ -92,7 +92,7 @@ def test_forge_home_defaults_to_dot_forge(tmp_path: Path, monkeypatch) -> None:
     assert forge_home() == tmp_path / ".forge"
     (tmp_path / ".forge").mkdir()
     (tmp_path / ".forge" / "config.json").write_text('{"model": "tiny"}')
-    assert load_config(sections={}).model == "tiny"
+    assert load_config(sections={}).engine.model == "tiny"
 
 
 def test_plugin_sections(home: Path, monkeypatch) -> None:

@@ -16,12 +16,12 @@ from forge_kernel import __version__
 
 BUILTIN_COMMANDS = {
     "run": "forge_kernel.cli.run:run_command",
+    "serve": "forge_kernel.cli.serve:serve_command",
     "plugins": "forge_kernel.cli.plugins_cmd:plugins_command",
     "config": "forge_kernel.cli.config_cmd:config_command",
 }
 _STORE = "forge-plugin-store"
 FEATURE_PLUGINS = {
-    "serve": ("forge-plugin-openai", "Serve models over the OpenAI-compatible HTTP API."),
     "pull": (_STORE, "Add a model to the local store (path, built-in name, Hugging Face)."),
     "list": (_STORE, "List stored models."),
     "show": (_STORE, "Show a model's architecture, tokenizer and chat template."),
@@ -55,8 +55,10 @@ class ForgeGroup(click.Group):
     plugins change (tests register plugins between invocations)."""
 
     def _plugins(self) -> dict[str, click.Command]:
-        from forge_kernel.plugins import get_host
+        from forge_kernel.plugins import discovered, get_host, select_plugins
 
+        if not discovered() and self._allow is not None:
+            select_plugins(self._allow)  # before discovery: the others are never imported
         host = get_host()
         impls = host.hook.forge_register_commands.get_hookimpls()
         cached = self._plugin_commands
@@ -85,9 +87,14 @@ class ForgeGroup(click.Group):
             click.echo(f"Error: {exc}", err=True)
             ctx.exit(2)
 
+    _allow: str | None = None
+    """The allow-list to discover with: ``forge serve --plugins``, else the config file's
+    ``plugins`` (``--plugins`` before the command and ``FORGE_PLUGINS`` are applied anyway)."""
+
     def resolve_command(self, ctx: click.Context, args: list[str]):  # noqa: ANN201
         from forge_kernel.errors import ForgeError
 
+        self._allow = _requested_plugins(args, "forge_plugins" in ctx.meta)
         try:
             return super().resolve_command(ctx, args)
         except ForgeError as exc:
@@ -116,6 +123,27 @@ class ForgeGroup(click.Group):
         return None
 
 
+def _requested_plugins(args: list[str], flag_given: bool) -> str | None:
+    """``--plugins`` given to ``forge serve`` (its value must be known before the command is
+    resolved, since resolving discovers plugins), else ``plugins`` from the configuration
+    unless ``forge --plugins`` was given."""
+    if args and args[0] == "serve":
+        for i, arg in enumerate(args[1:], 1):
+            if arg == "--plugins" and i + 1 < len(args):
+                return args[i + 1]
+            if arg.startswith("--plugins="):
+                return arg.partition("=")[2]
+    if flag_given:
+        return None
+    from forge_kernel.config import load_config
+    from forge_kernel.errors import ConfigError
+
+    try:
+        return load_config(sections={}).plugins
+    except ConfigError:  # reported by the command that reads the configuration
+        return None
+
+
 def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
     if not value or ctx.resilient_parsing:
         return
@@ -139,6 +167,7 @@ def _select_plugins(ctx: click.Context, _param: click.Parameter, value: str | No
         from forge_kernel.plugins import select_plugins
 
         select_plugins(value)
+        ctx.meta["forge_plugins"] = value
 
 
 @click.group(cls=ForgeGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -147,13 +176,17 @@ def _select_plugins(ctx: click.Context, _param: click.Parameter, value: str | No
 @click.option("--plugins", expose_value=False, is_eager=True, callback=_select_plugins,
               help="Load only these plugins (comma-separated names); overrides FORGE_PLUGINS.")
 @click.option("--log-format", type=click.Choice(["auto", "console", "json"]), default=None,
-              envvar="FORGE_LOG_FORMAT",
-              help="Log format on stderr (default: console on a terminal, JSON otherwise).")
+              help="Log format on stderr (default: log_format of the configuration, FORGE_"
+                   "LOG_FORMAT; auto: console on a terminal, JSON otherwise).")
 @click.pass_context
 def main(ctx: click.Context, log_format: str | None) -> None:
     """forge: run, serve and extend LLMs. Every feature is a plugin (`forge plugins`)."""
-    import os
-
+    from forge_kernel.config import ForgeConfig, load_config
+    from forge_kernel.errors import ConfigError
     from forge_kernel.log import configure_logging
 
-    configure_logging(log_format or "auto", os.environ.get("FORGE_LOG_LEVEL", "info"))
+    try:
+        config = load_config({"log_format": log_format}, sections={})
+    except ConfigError:  # the command that reads the configuration reports it
+        config = ForgeConfig(log_format=log_format or "auto")
+    configure_logging(config.log_format, config.log_level)

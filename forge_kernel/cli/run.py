@@ -6,6 +6,7 @@ stdout; everything else (loading messages, ``--verbose`` statistics) goes to std
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from dataclasses import dataclass
@@ -75,18 +76,6 @@ def _prompt_ids(tokenizer, messages: list[dict[str, str]], raw: bool) -> list[in
     return tokenizer.encode(rendered, add_special_tokens=False)
 
 
-def _require_engine_plugins() -> None:
-    """Say what to install (instead of a traceback) when no compute backend plugin is loaded,
-    e.g. where only forge-kernel is installed; checked before the engine (torch) is imported."""
-    from forge_kernel.errors import MissingPluginError
-    from forge_kernel.plugins import get_host
-
-    if not get_host().registry.names("backend"):
-        raise MissingPluginError(
-            "`forge run` needs a compute backend plugin, and none is installed or enabled.\n"
-            "  pip install forge-plugin-cpu\n(see `forge plugins`)")
-
-
 @click.command("run")
 @click.argument("model", required=False)
 @click.argument("prompt", required=False)
@@ -104,32 +93,34 @@ def _require_engine_plugins() -> None:
 @click.option("--threads", type=click.IntRange(min=1), default=None)
 def run_command(model, prompt, max_tokens, temperature, top_p, top_k, seed, raw, verbose,
                 backend, kv_cache, threads) -> None:
-    """Generate text with MODEL (default: the embedded Gemma 3 270M).
+    """Generate text with MODEL (default: the configuration's model, else the embedded Gemma
+    3 270M). Engine settings come from the configuration (file, FORGE_* variables) like
+    `forge serve`'s; the flags here override them.
 
     With PROMPT (or text on a non-terminal stdin) it answers once; otherwise it starts an
     interactive chat (type /bye or press Ctrl-D to leave). A single argument that is not a known
     model or path is taken as the prompt for the default model.
     """
-    from forge_kernel.engine.config import find_model
+    from forge_kernel.config import load_config
+    from forge_kernel.engine.config import find_model, require_backend
+    from forge_kernel.plugins import get_host
 
-    _require_engine_plugins()  # before reading stdin or importing torch
-    if model is not None and prompt is None and find_model(model) is None:
+    host = get_host()
+    require_backend(host, "forge run")  # before reading stdin or importing torch
+    if model is not None and prompt is None and find_model(host, model) is None:
         model, prompt = None, model
     if prompt is None and not sys.stdin.isatty():
         prompt = sys.stdin.read()
+    config = load_config({"model": model, "backend": backend, "kv_cache": kv_cache,
+                          "threads": threads})
 
     try:
         from forge_kernel.engine.builder import build_engine
-        from forge_kernel.engine.config import EngineConfig
         from forge_kernel.engine.types import SamplingParams
 
         started = time.perf_counter()
-        config = EngineConfig(model=model, max_batch_size=1, threads=threads)
-        if backend:
-            config.backend = backend
-        if kv_cache:
-            config.kv_cache = kv_cache
-        engine = build_engine(config)
+        # one conversation at a time: a batch of one keeps the engine's buffers small
+        engine = build_engine(dataclasses.replace(config.engine, max_batch_size=1))
         stats = GenerationStats(load_seconds=time.perf_counter() - started)
     except (ForgeError, KeyError) as exc:
         click.echo(f"Error: {exc}", err=True)

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+from pathlib import Path
 
-from forge_kernel.engine.config import EngineConfig, display_name, resolve_model_path
+from forge_kernel.engine.config import EngineConfig, display_name, locate_model
 from forge_kernel.engine.engine import LLMEngine
 from forge_kernel.errors import ConfigError, MissingPluginError, UnknownImplementationError
 from forge_kernel.plugins import get_host
@@ -18,6 +19,12 @@ PLUGIN_FOR = {
     ("scheduler", "continuous"): "forge-plugin-scheduler",
 }
 """Which distribution provides the built-in names (for "install X" hints)."""
+
+
+def resolve_model_path(model: str | Path | None) -> Path:
+    """A path for ``model`` (a path, a name plugins resolve, ``None`` for the default) through
+    the process-wide plugin host."""
+    return locate_model(get_host(), model)
 
 
 DEFAULT_KV_TOKENS = 4096

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from forge_kernel.errors import ForgeError, MissingPluginError
 
@@ -15,7 +16,10 @@ DEFAULT_MODEL = "gemma3-270m"
 
 @dataclass(slots=True)
 class EngineConfig:
-    """Everything :func:`forge_kernel.engine.builder.build_engine` needs to build an engine.
+    """Everything :func:`forge_kernel.engine.builder.build_engine` needs to build an engine, and
+    the one place engine defaults live: :class:`forge_kernel.config.ForgeConfig` nests it, and
+    the config file, ``FORGE_*`` variables and ``forge serve``/``forge run`` flags fill its
+    fields by name (``max_batch_size`` <- ``FORGE_MAX_BATCH_SIZE`` <- ``--max-batch-size``).
 
     Implementations (``backend``, ``kv_cache``, ``scheduler``, ``loader``) are plugin names,
     resolved once at build time.
@@ -48,28 +52,34 @@ class EngineConfig:
     """Name the model is served under; ``None`` derives it from ``model``."""
 
 
-def find_model(model: str | os.PathLike[str] | None) -> Path | None:
-    """The path of ``model`` (``None``: :data:`DEFAULT_MODEL`): itself if it exists, else the
-    first answer of the ``forge_resolve_model`` hook; ``None`` when nobody knows the name."""
-    from forge_kernel.plugins import get_host
+def require_backend(host: Any, command: str) -> None:
+    """Say what to install (instead of a traceback) when ``host`` (a
+    :class:`~forge_kernel.plugins.PluginHost`) has no compute backend, e.g. where only
+    forge-kernel is installed; checked before the engine (torch) is imported."""
+    if not host.registry.names("backend"):
+        raise MissingPluginError(
+            f"`{command}` needs a compute backend plugin, and none is installed or enabled.\n"
+            "  pip install forge-plugin-cpu\n(see `forge plugins`)")
 
+
+def find_model(host: Any, model: str | os.PathLike[str] | None) -> Path | None:
+    """The path of ``model`` (``None``: :data:`DEFAULT_MODEL`): itself if it exists, else the
+    first answer of ``host``'s ``forge_resolve_model`` hook; ``None`` when nobody knows it."""
     text = str(model) if model is not None and str(model) != "" else DEFAULT_MODEL
     path = Path(text).expanduser()
     if path.exists():
         return path
-    resolved = get_host().hook.forge_resolve_model(name=text)
+    resolved = host.hook.forge_resolve_model(name=text)
     return Path(resolved) if resolved is not None else None
 
 
-def resolve_model_path(model: str | os.PathLike[str] | None) -> Path:
+def locate_model(host: Any, model: str | os.PathLike[str] | None) -> Path:
     """Like :func:`find_model`, but an unknown name is an error saying what to do."""
-    path = find_model(model)
+    path = find_model(host, model)
     if path is not None:
         return path
-    from forge_kernel.plugins import get_host
-
     text = str(model) if model is not None and str(model) != "" else DEFAULT_MODEL
-    if not get_host().hook.forge_resolve_model.get_hookimpls():
+    if not host.hook.forge_resolve_model.get_hookimpls():
         raise MissingPluginError(
             f"model {text!r} is not a file or directory, and no installed plugin resolves model "
             "names; pass a path, or install the model store: pip install forge-plugin-store")

@@ -1,4 +1,4 @@
-"""Hook implementations: the ``openai`` endpoint and the ``serve`` command."""
+"""Hook implementation: the ``openai`` endpoint (``forge serve`` itself is the kernel's)."""
 
 from __future__ import annotations
 
@@ -15,9 +15,3 @@ def _endpoint():
 def forge_register_endpoints(register) -> None:
     register("openai", _endpoint)
 
-
-@hookimpl
-def forge_register_commands(cli) -> None:
-    from forge_plugin_openai.serve import serve_command
-
-    cli.add_command(serve_command)

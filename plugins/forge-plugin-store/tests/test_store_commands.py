@@ -9,12 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 import forge_plugin_store.plugin as store_plugin
-from forge_kernel.engine.config import DEFAULT_MODEL, find_model, resolve_model_path
-from forge_kernel.errors import ForgeError, MissingPluginError
+import pytest
 from forge_plugin_store.store import ModelStore, resolve_model
+
+from forge_kernel.engine.config import DEFAULT_MODEL, find_model, locate_model
+from forge_kernel.errors import ForgeError, MissingPluginError
 
 pytest.importorskip("forge_plugin_gguf", reason="pull validates models through forge-plugin-gguf")
 
@@ -48,16 +48,16 @@ def test_kernel_resolves_names_only_through_the_hook(forge_host, register_plugin
     monkeypatch.setenv("FORGE_HOME", str(tmp_path))
     model_file = tmp_path / "m.gguf"
     model_file.write_bytes(b"x")
-    assert resolve_model_path(model_file) == model_file  # paths need no plugin
+    assert locate_model(forge_host, model_file) == model_file  # paths need no plugin
     with pytest.raises(MissingPluginError, match="pip install forge-plugin-store"):
-        resolve_model_path(DEFAULT_MODEL)
-    assert find_model("no-such-model") is None
+        locate_model(forge_host, DEFAULT_MODEL)
+    assert find_model(forge_host, "no-such-model") is None
     register_plugin(store_plugin, name="store")
-    assert resolve_model_path(None) == resolve_model(DEFAULT_MODEL)
-    assert find_model("no-such-model") is None
+    assert locate_model(forge_host, None) == resolve_model(DEFAULT_MODEL)
+    assert find_model(forge_host, "no-such-model") is None
     with pytest.raises(ForgeError, match="forge pull no-such-model"):
-        resolve_model_path("no-such-model")
+        locate_model(forge_host, "no-such-model")
     ModelStore().add("broken", "test", lambda staging: staging / "gone.gguf",
                      lambda path: {})
     with pytest.raises(ForgeError, match="is in the store but"):
-        find_model("broken")
+        find_model(forge_host, "broken")

@@ -15,10 +15,10 @@ import threading
 from pathlib import Path
 
 import pytest
-
-from forge_kernel.errors import ForgeError, ModelFormatError
 from forge_plugin_store.pull import HubUnavailable, parse_hub_reference, pull
 from forge_plugin_store.store import DEFAULT_MODEL, ModelNotFound, ModelStore, resolve_model
+
+from forge_kernel.errors import ForgeError, ModelFormatError
 
 pytest.importorskip("forge_plugin_gguf", reason="store tests load models through forge-plugin-gguf")
 

@@ -41,7 +41,7 @@ def forge_configure(config):
     settings = config.section("lifecycle")
     if settings.refuse is not None and not settings.refuse.strip():
         raise ConfigError("lifecycle.refuse must be a reason, not blank")
-    record("configure", model=config.model, kv_cache=config.kv_cache)
+    record("configure", model=config.engine.model, kv_cache=config.engine.kv_cache)
 
 
 @hookimpl

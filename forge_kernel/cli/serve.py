@@ -1,0 +1,43 @@
+"""``forge serve``: flags -> :func:`forge_kernel.config.load_config` ->
+:func:`forge_kernel.server.serve` (the lifecycle lives there)."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+
+@click.command("serve")
+@click.option("--host", default=None, help="Interface to bind (default 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port (default 8000).")
+@click.option("--model", default=None, help="Model name, path or Hub reference "
+              "(default: the embedded gemma3-270m).")
+@click.option("--backend", default=None, help="Compute backend (default: cpu).")
+@click.option("--kv-cache", default=None, help="KV cache: paged (default) or naive.")
+@click.option("--scheduler", default=None, help="Scheduler (default: continuous).")
+@click.option("--max-batch-size", type=int, default=None, help="Sequences per step (64).")
+@click.option("--max-prefill-tokens", type=int, default=None,
+              help="Prompt tokens per step; longer prompts are chunked (512).")
+@click.option("--block-size", type=int, default=None, help="KV block size in tokens (16).")
+@click.option("--num-blocks", type=int, default=None,
+              help="KV blocks (default: room for max(4096, --max-model-len) tokens, at most "
+                   "512 MiB).")
+@click.option("--threads", type=int, default=None, help="Compute threads (default: cores).")
+@click.option("--max-model-len", type=int, default=None, help="Context limit per request.")
+@click.option("--api-key", default=None, help="Require this key (or set FORGE_API_KEY).")
+@click.option("--plugins", "plugins", default=None,
+              help="Load only these plugins (comma-separated); the others are never imported.")
+def serve_command(**flags) -> None:
+    """Serve the model through every endpoint plugin (forge-plugin-openai: the OpenAI API)."""
+    from forge_kernel.config import load_config
+    from forge_kernel.errors import ForgeError, MissingPluginError
+    from forge_kernel.server import serve
+
+    try:
+        serve(load_config(flags))
+    except MissingPluginError:
+        raise  # the group reports it: exit status 2, like other missing-plugin commands
+    except ForgeError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(1)
