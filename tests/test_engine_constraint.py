@@ -32,6 +32,7 @@ class Sequence_(Constraint):
         mask_out.zero_()
         token = self.tokens[self.pos] if self.pos < len(self.tokens) else EOS
         mask_out[token // 32] = 1 << (token % 32) if token % 32 != 31 else -(2**31)
+        return True
 
     def accept(self, token_id: int) -> bool:
         self.seen.append(token_id)
@@ -43,6 +44,23 @@ class Sequence_(Constraint):
 
     def is_finished(self) -> bool:
         return self.pos >= len(self.tokens)
+
+
+class Free(Constraint):
+    """Allows everything (a lazy constraint before its trigger); records what it was fed."""
+
+    def __init__(self) -> None:
+        self.seen = []
+
+    def allowed_tokens(self, mask_out):
+        return False
+
+    def accept(self, token_id):
+        self.seen.append(token_id)
+        return True
+
+    def is_finished(self):
+        return False
 
 
 class Compiled(CompiledConstraint):
@@ -75,13 +93,15 @@ def test_constrained_and_free_rows_batch_together():
     vocab = 100
     logits = torch.randn(3, vocab)
     logits[:, 7] = 50.0  # every unconstrained argmax is 7
-    constraints = [Sequence_([63, 95]), None, Sequence_([31])]  # bit 31 = the sign bit
+    constraints = [Sequence_([63, 95]), None, Sequence_([31]), Free()]  # 31: the sign bit
     rows = [SamplingRow(SamplingParams(temperature=t), [1], [], None, frozenset({EOS}), c)
-            for c, t in zip(constraints, (0.0, 0.0, 1.0), strict=True)]
+            for c, t in zip(constraints, (0.0, 0.0, 1.0, 0.0), strict=True)]
+    logits = torch.cat([logits, logits[1:2]])
     first = [tok for tok, _ in sample(logits, rows)]
-    assert first == [63, 7, 31]
+    assert first == [63, 7, 31, 7]
     second = [tok for tok, _ in sample(logits, rows)]
-    assert second[0] == 95 and second[2] == EOS
+    assert second[0] == 95 and second[2] == EOS and second[3] == 7
+    assert constraints[3].seen == [7, 7]
     assert constraints[0].seen == [63, 95] and constraints[2].seen == [31, EOS]
 
 

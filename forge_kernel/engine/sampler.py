@@ -137,11 +137,15 @@ def _masked_logits(logits: torch.Tensor, rows: Sequence[SamplingRow],
         _BIT = torch.arange(32, dtype=torch.int32)
     vocab = logits.shape[1]
     words = torch.zeros((len(constrained), mask_words(vocab)), dtype=torch.int32)
-    for j, i in enumerate(constrained):
-        rows[i].constraint.allowed_tokens(words[j])
-    allowed = ((words.unsqueeze(-1) >> _BIT) & 1).view(len(constrained), -1)[:, :vocab]
-    out = logits[constrained].masked_fill(allowed == 0, float("-inf"))  # [C, V]
-    return {i: out[j] for j, i in enumerate(constrained)}
+    limited = [j for j, i in enumerate(constrained)
+               if rows[i].constraint.allowed_tokens(words[j])]
+    if not limited:
+        return {}
+    words = words[limited]
+    allowed = ((words.unsqueeze(-1) >> _BIT) & 1).view(len(limited), -1)[:, :vocab]
+    rows_ids = [constrained[j] for j in limited]
+    out = logits[rows_ids].masked_fill(allowed == 0, float("-inf"))  # [L, V]
+    return {i: out[k] for k, i in enumerate(rows_ids)}
 
 
 def sample(

@@ -57,9 +57,10 @@ class Constraint(ABC):
     """The matcher of one sequence: which tokens may come next, fed one token per step."""
 
     @abstractmethod
-    def allowed_tokens(self, mask_out: torch.Tensor) -> None:
-        """Write the allowed next tokens into ``mask_out`` (``int32 [mask_words(V)]``, already
-        zeroed or not: implementations overwrite every word)."""
+    def allowed_tokens(self, mask_out: torch.Tensor) -> bool:
+        """Write the allowed next tokens into ``mask_out`` (``int32 [mask_words(V)]``, zeroed)
+        and return ``True``; or return ``False`` when every token is allowed this step (a lazy
+        constraint not triggered yet), so the sampler skips the mask."""
 
     @abstractmethod
     def accept(self, token_id: int) -> bool:
