@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-
 from forge_plugin_cache.config import CacheConfig
 from forge_plugin_cache.entry import CachedResponse, complete, mark_cached, sse_events
 from forge_plugin_cache.keys import cache_request, deterministic, normalize
+
 from forge_kernel.errors import ConfigError
 
 CHAT = "/v1/chat/completions"

@@ -13,7 +13,6 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from forge_plugin_auth.keys import KeyStore
 from forge_plugin_auth.middleware import AuthMiddleware
-
 from forge_plugin_cache.backends.memory import MemoryBackend
 from forge_plugin_cache.middleware import CacheMiddleware
 from forge_plugin_cache.semantic import SemanticIndex
@@ -34,10 +33,14 @@ def endpoint(calls: list):
         if body.get("fail"):
             return JSONResponse({"error": {"message": "boom"}}, status_code=500)
         if body.get("stream"):
+            def event(payload) -> str:
+                return f"data: {json.dumps(payload)}\n\n"
+
             async def events():
-                yield f"data: {json.dumps({'choices': [{'index': 0, 'delta': {'content': text}, 'finish_reason': None}]})}\n\n"
-                yield f"data: {json.dumps({'choices': [{'index': 0, 'delta': {}, 'finish_reason': finish}]})}\n\n"
-                yield f"data: {json.dumps({'choices': [], 'usage': {'completion_tokens': 2}})}\n\n"
+                yield event({"choices": [{"index": 0, "delta": {"content": text},
+                                          "finish_reason": None}]})
+                yield event({"choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
+                yield event({"choices": [], "usage": {"completion_tokens": 2}})
                 yield "data: [DONE]\n\n"
             return StreamingResponse(events(), media_type="text/event-stream",
                                      headers={"x-request-id": "r1"})

@@ -31,5 +31,5 @@ class Backend(ABC):
         """Whether the tier is currently in use (a remote one may be bypassed while down)."""
         return True
 
-    async def close(self) -> None:
+    async def close(self) -> None:  # noqa: B027 - optional: local tiers hold nothing
         """Release connections."""
