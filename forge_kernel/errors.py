@@ -43,3 +43,21 @@ class ModelFormatError(ForgeError):
 
 class KVCacheFull(ForgeError):
     """The KV cache cannot hold the requested tokens; the scheduler preempts and retries."""
+
+
+class InvalidRequest(ValueError):
+    """A request parameter is invalid; endpoints answer 400 with ``param`` set."""
+
+    def __init__(self, message: str, param: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.code = code
+
+
+class RequestFailed(RuntimeError):
+    """A queued request could not be served (e.g. the scheduler rejected it)."""
+
+
+class EngineDead(RuntimeError):
+    """The engine loop crashed or was shut down; no further requests can run."""

@@ -16,7 +16,8 @@ from forge_kernel.plugins import get_host
 
 if TYPE_CHECKING:
     from forge_kernel.interfaces.backend import Backend
-    from forge_kernel.interfaces.model import CausalLM, ModelSource
+    from forge_kernel.interfaces.loader import ModelSource
+    from forge_kernel.interfaces.model import CausalLM
 
 LOADER_PLUGINS = (
     "forge-plugin-gguf (GGUF files) or forge-plugin-safetensors (Hugging Face directories)"

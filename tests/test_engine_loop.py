@@ -25,14 +25,9 @@ from forge_kernel.engine.async_engine import AsyncEngine
 from forge_kernel.engine.engine import LLMEngine, RequestFailed
 from forge_kernel.engine.types import InvalidRequest, SamplingParams
 from forge_kernel.interfaces.kv_cache import KVCacheConfig
-from forge_kernel.interfaces.model import (
-    IncrementalDetokenizer,
-    ModelConfig,
-    ModelSource,
-    Tokenizer,
-    WeightTensor,
-)
+from forge_kernel.interfaces.loader import ModelConfig, ModelSource, WeightTensor
 from forge_kernel.interfaces.scheduler import SchedulerConfig
+from forge_kernel.interfaces.tokenizer import IncrementalDetokenizer, Tokenizer
 from forge_kernel.modeling import build_causal_lm
 from forge_kernel.plugins import get_host
 

@@ -11,7 +11,7 @@ from forge_kernel.engine.request import validate
 from forge_kernel.engine.sampler import SamplingRow, process_logits, sample
 from forge_kernel.engine.stop import StopChecker, held_suffix_length
 from forge_kernel.engine.types import InvalidRequest, SamplingParams
-from forge_kernel.interfaces.model import IncrementalDetokenizer
+from forge_kernel.interfaces.tokenizer import IncrementalDetokenizer
 
 V = 12
 

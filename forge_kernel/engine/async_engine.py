@@ -16,19 +16,11 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Future
 from typing import Any
 
-from forge_kernel.engine.engine import EngineStats, Event, LLMEngine, RequestFailed
-from forge_kernel.engine.types import (
-    CompletionDelta,
-    InvalidRequest,
-    RequestMetrics,
-    SamplingParams,
-)
+from forge_kernel.engine.engine import Event, LLMEngine
+from forge_kernel.engine.types import CompletionDelta, EngineStats, RequestMetrics, SamplingParams
+from forge_kernel.errors import EngineDead, InvalidRequest, RequestFailed
 
 _STOP = object()
-
-
-class EngineDead(RuntimeError):
-    """The engine loop crashed or was shut down; no further requests can run."""
 
 
 class AsyncEngine:

@@ -19,24 +19,23 @@ from forge_kernel.engine.sampler import SamplingRow, sample
 from forge_kernel.engine.types import (
     CompletionDelta,
     EngineStats,
-    InvalidRequest,
     RequestMetrics,
     SamplingParams,
     Usage,
 )
-from forge_kernel.errors import KVCacheFull
+from forge_kernel.errors import InvalidRequest, RequestFailed
+from forge_kernel.interfaces.batch import ForwardBatch, SequenceChunk
 from forge_kernel.interfaces.constraint import compile_constraint
 from forge_kernel.interfaces.kv_cache import KVCache
-from forge_kernel.interfaces.model import CausalLM, ForwardBatch, SequenceChunk, Tokenizer
-from forge_kernel.interfaces.scheduler import Scheduler
+from forge_kernel.interfaces.model import CausalLM
+from forge_kernel.interfaces.scheduler import ScheduledChunk, Scheduler
+from forge_kernel.interfaces.tokenizer import Tokenizer
 
 Event = tuple[str, "CompletionDelta | RequestFailed"]
 """``(request_id, delta)`` produced by a step; a :class:`RequestFailed` instead of a delta means
 the request was dropped with that error (no further events follow)."""
-
-
-class RequestFailed(RuntimeError):
-    """A queued request could not be served (e.g. the scheduler rejected it)."""
+Row = tuple[Request, SeqState]
+"""A choice that gets a token this step (one logits row)."""
 
 
 class LLMEngine:
@@ -58,13 +57,9 @@ class LLMEngine:
         self._by_seq: dict[int, tuple[Request, SeqState]] = {}
         self._seq_ids = itertools.count(1)
         self._observers: list[Callable[[RequestMetrics], None]] = []
-        self._prefix_caching = (type(kv_cache).match_prefix is not KVCache.match_prefix
-                                and getattr(getattr(kv_cache, "config", None),
-                                            "enable_prefix_caching", True))
-        # n > 1: choices 1..n-1 are forked from choice 0 once its prompt is computed (sharing
-        # its KV, copy-on-write in a paged cache) and sample their first token from its logits.
-        self._fork = (type(kv_cache).fork is not KVCache.fork
-                      and getattr(scheduler, "accepts_forked", False))
+        # n > 1 (see Request.hold_back): the prompt is shared by forking or the prefix cache.
+        self._fork_enabled = kv_cache.supports_fork and scheduler.accepts_forked
+        self._share_prompt = self._fork_enabled or kv_cache.supports_prefix_caching
         self._stats = EngineStats(kv_capacity_tokens=kv_cache.capacity_tokens(),
                                   kv_free_tokens=kv_cache.free_tokens())
 
@@ -109,13 +104,8 @@ class LLMEngine:
         self._requests[request_id] = req
         for state in req.seqs:
             self._by_seq[state.seq.seq_id] = (req, state)
-        # Choices 1..n-1 join once choice 0's prompt is computed, so the prompt is computed once:
-        # they are forked from it (see _fork_siblings) or, without fork, find it in the prefix
-        # cache (its blocks are shared instead of recomputed n times).
-        delay = len(req.seqs) > 1 and (self._fork or self._prefix_caching)
-        for state in req.seqs[:1] if delay else req.seqs:
+        for state in req.hold_back(self._share_prompt):
             self.scheduler.add(state.seq)
-        req.held_back = req.seqs[1:] if delay else []
         self._stats.prompt_tokens_total += len(prompt_ids)
         self._refresh_stats()
 
@@ -165,60 +155,81 @@ class LLMEngine:
 
     # -- the loop -----------------------------------------------------------------------------
     def step(self) -> list[Event]:
-        """One iteration: schedule, run the model on the step's chunks, sample, emit deltas."""
-        events: list[Event] = []
+        """One iteration: schedule, prepare the batch, forward, sample, postprocess."""
         out = self.scheduler.schedule()
         self._stats.num_preemptions += len(out.preempted)
-        for seq in getattr(out, "rejected", None) or ():
-            events.extend(self._reject(seq))
-        chunks = out.chunks
-        if out.preempted:
-            # Defensive: a sequence evicted this step must not also run this step.
-            evicted = {id(seq) for seq in out.preempted}
-            chunks = [c for c in chunks if id(c.seq) not in evicted]
-        if chunks:
-            events.extend(self._run(chunks))
+        events = [event for seq in out.rejected for event in self._reject(seq)]
+        if out.chunks:
+            batch, rows = self._prepare(out.chunks)
+            logits = self._forward(batch, out.chunks)  # [len(rows), V]
+            rows, logits = self._fork(rows, logits)
+            events += self._postprocess(rows, self._sample(rows, logits))
         self._refresh_stats()
         return events
 
-    def _run(self, chunks) -> list[Event]:
-        ids: list[int] = []
-        positions: list[int] = []
+    def _prepare(self, chunks: list[ScheduledChunk]) -> tuple[ForwardBatch, list[Row]]:
+        """Flatten the chunks into one batch; the rows are the chunks that reach their
+        sequence's last token (they need logits: a token is sampled for them)."""
+        ids: list[int] = []  # [T]
+        positions: list[int] = []  # [T]
         batch_chunks: list[SequenceChunk] = []
-        sampled: list[tuple[Request, SeqState]] = []
+        rows: list[Row] = []
         for chunk in chunks:
             seq, n = chunk.seq, chunk.num_tokens
             start = seq.num_computed_tokens
             req, state = self._by_seq[seq.seq_id]
-            if state.cached_tokens is None:
+            if state.cached_tokens is None:  # first chunk: what the prefix cache supplied
                 state.cached_tokens = min(start, seq.num_prompt_tokens)
             needs_logits = start + n >= seq.num_tokens
-            ids.extend(seq.token_ids[start:start + n])
-            positions.extend(range(start, start + n))
+            ids += seq.token_ids[start:start + n]
+            positions += range(start, start + n)
             batch_chunks.append(SequenceChunk(seq.seq_id, start, n, needs_logits))
             if needs_logits:
-                sampled.append((req, state))
-        batch = ForwardBatch(torch.tensor(ids, dtype=torch.long),
-                             torch.tensor(positions, dtype=torch.long), batch_chunks)
-        logits = self.model.forward(batch, self.kv_cache)  # [len(sampled), V]
+                rows.append((req, state))
+        return ForwardBatch(torch.tensor(ids, dtype=torch.long),
+                            torch.tensor(positions, dtype=torch.long), batch_chunks), rows
+
+    def _forward(self, batch: ForwardBatch, chunks: list[ScheduledChunk]) -> torch.Tensor:
+        """Run the model (KV written for every token); returns logits ``[rows, V]``."""
+        self.kv_cache.begin_step(batch)
+        logits = self.model.forward(batch, self.kv_cache)  # [rows, V] float32
         for chunk in chunks:
             seq = chunk.seq
             seq.num_computed_tokens += chunk.num_tokens
             self.kv_cache.commit(seq.seq_id, seq.token_ids, seq.num_computed_tokens)
         self._stats.num_steps += 1
-        if not sampled:
-            return []
-        forked = self._fork_siblings(sampled)
-        joined = {id(state) for _, state, _ in forked}
-        if forked:  # a forked choice samples from its parent's logits row
-            sampled = sampled + [(req, state) for req, state, _ in forked]
-            logits = logits[list(range(len(logits))) + [row for _, _, row in forked]]
-        rows = [SamplingRow(req.params, req.prompt_ids, state.output_ids, state.generator,
-                            self.tokenizer.eos_ids, state.constraint) for req, state in sampled]
-        results = sample(logits, rows)
+        return logits
+
+    def _fork(self, rows: list[Row], logits: torch.Tensor) -> tuple[list[Row], torch.Tensor]:
+        """n > 1: choice 0 computed its prompt, so its held-back siblings are forked from it
+        (:meth:`Request.fork_held_back`); each forked choice samples its first token from
+        choice 0's logits row, appended as a new row ``[rows + forked, V]``."""
+        if not self._fork_enabled:
+            return rows, logits
+        parents: list[int] = []
+        forked: list[Row] = []
+        for row, (req, state) in enumerate(rows):
+            if state.index == 0 and req.held_back:
+                for child in req.fork_held_back(self.kv_cache):
+                    forked.append((req, child))
+                    parents.append(row)
+        if not forked:
+            return rows, logits
+        return rows + forked, logits[list(range(len(rows))) + parents]
+
+    def _sample(self, rows: list[Row], logits: torch.Tensor) -> list[tuple[int, Any]]:
+        """One ``(token, logprob or None)`` per row of ``logits [rows, V]``."""
+        eos = self.tokenizer.eos_ids
+        return sample(logits, [SamplingRow(req.params, req.prompt_ids, state.output_ids,
+                                           state.generator, eos, state.constraint)
+                               for req, state in rows])
+
+    def _postprocess(self, rows: list[Row], results: list[tuple[int, Any]]) -> list[Event]:
+        """Append each sampled token, let held-back or forked choices join the scheduler,
+        detokenize, check stop conditions and emit one delta per row."""
         now = time.monotonic()
-        events = []
-        for (req, state), (token, logprob) in zip(sampled, results, strict=True):
+        events: list[Event] = []
+        for (req, state), (token, logprob) in zip(rows, results, strict=True):
             state.seq.token_ids.append(token)
             state.output_ids.append(token)
             self._stats.generation_tokens_total += 1
@@ -226,12 +237,8 @@ class LLMEngine:
                 req.token_times.append(now)
             if req.first_token_time is None:
                 req.first_token_time = now
-            if id(state) in joined:
-                self.scheduler.add(state.seq)  # forked this step: joins with its KV
-            if state.index == 0 and req.held_back:
-                for sibling in req.held_back:  # not forked: recompute (prefix cache helps)
-                    self.scheduler.add(sibling.seq)
-                req.held_back = []
+            for joining in req.joining(state):
+                self.scheduler.add(joining.seq)
             step = state.stop.add(token)
             delta = CompletionDelta(state.index, step.text, [token],
                                     [logprob] if logprob is not None else None)
@@ -241,32 +248,6 @@ class LLMEngine:
             else:
                 events.append((req.request_id, delta))
         return events
-
-    def _fork_siblings(self, sampled: list[tuple[Request, SeqState]]
-                       ) -> list[tuple[Request, SeqState, int]]:
-        """Choice 0 of these requests just computed its whole prompt: fork the held-back
-        choices from it in the KV cache (shared blocks, copy-on-write). Returns
-        ``(request, choice, logits row of choice 0)`` for each fork; a choice the cache cannot
-        fork stays in ``held_back`` and is recomputed."""
-        forked: list[tuple[Request, SeqState, int]] = []
-        if not self._fork:
-            return forked
-        for row, (req, state) in enumerate(sampled):
-            if state.index != 0 or not req.held_back:
-                continue
-            parent = state.seq
-            remaining = []
-            for sibling in req.held_back:
-                try:
-                    self.kv_cache.fork(parent.seq_id, sibling.seq.seq_id)
-                except (KVCacheFull, NotImplementedError, KeyError):
-                    remaining.append(sibling)
-                    continue
-                sibling.seq.num_computed_tokens = parent.num_computed_tokens
-                sibling.cached_tokens = parent.num_prompt_tokens
-                forked.append((req, sibling, row))
-            req.held_back = remaining
-        return forked
 
     def _finish_seq(self, req: Request, state: SeqState, reason: str, text: str = "",
                     delta: CompletionDelta | None = None) -> Event:
@@ -337,6 +318,7 @@ class LLMEngine:
                 batch = ForwardBatch(torch.tensor(ids, dtype=torch.long),
                                      torch.arange(len(ids), dtype=torch.long),
                                      [SequenceChunk(seq_id, 0, len(ids), False)])
+                self.kv_cache.begin_step(batch)
                 pooled = self.model.embed(batch, self.kv_cache)  # [1, hidden]
                 vectors.append(pooled[0].tolist())
             finally:

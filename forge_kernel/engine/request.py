@@ -1,5 +1,6 @@
 """Request state: one request holds ``n`` sequences (choices), each with its own generator,
-detokenizer and stop checker; and the validation every request passes before it is queued."""
+detokenizer and stop checker; the ``n > 1`` policy (:meth:`Request.hold_back`,
+:meth:`Request.fork_held_back`); and the validation every request passes before it is queued."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ from dataclasses import dataclass, field
 import torch
 
 from forge_kernel.engine.stop import StopChecker
-from forge_kernel.engine.types import InvalidRequest, SamplingParams, TokenLogprob
+from forge_kernel.engine.types import SamplingParams, TokenLogprob
+from forge_kernel.errors import InvalidRequest, KVCacheFull
 from forge_kernel.interfaces.constraint import Constraint
-from forge_kernel.interfaces.model import Tokenizer
+from forge_kernel.interfaces.kv_cache import KVCache
 from forge_kernel.interfaces.scheduler import Sequence
+from forge_kernel.interfaces.tokenizer import Tokenizer
 
 MAX_LOGPROBS = 20
 MAX_N = 128
@@ -31,6 +34,8 @@ class SeqState:
     finish_reason: str | None = None
     cached_tokens: int | None = None
     """Prompt tokens found in the prefix cache (known at the first scheduled chunk)."""
+    forked: bool = False
+    """Forked from choice 0 this step: joins the scheduler once its first token is sampled."""
     constraint: Constraint | None = None
     """This choice's structured-output matcher (``params.constraint`` compiled), else None."""
 
@@ -65,6 +70,43 @@ class Request:
     @property
     def cached_tokens(self) -> int:
         return min((s.cached_tokens or 0 for s in self.seqs), default=0)
+
+    def hold_back(self, share_prompt: bool) -> list[SeqState]:
+        """The choices to schedule now. With ``share_prompt`` (the cache forks or caches
+        prefixes) choices 1..n-1 wait until choice 0's prompt is computed, so the prompt is
+        computed once: they are then forked from it, or find it in the prefix cache."""
+        self.held_back = self.seqs[1:] if share_prompt else []
+        return self.seqs[:1] if share_prompt else list(self.seqs)
+
+    def fork_held_back(self, kv_cache: KVCache) -> list[SeqState]:
+        """Choice 0 just computed its whole prompt: fork the held-back choices from it in
+        ``kv_cache`` (shared blocks, copy-on-write) and return them. A choice the cache has
+        no room to fork stays held back, to be recomputed once choice 0 has its first token."""
+        parent = self.seqs[0].seq
+        forked, remaining = [], []
+        for child in self.held_back:
+            try:
+                kv_cache.fork(parent.seq_id, child.seq.seq_id)
+            except KVCacheFull:
+                remaining.append(child)
+                continue
+            child.seq.num_computed_tokens = parent.num_computed_tokens
+            child.cached_tokens = parent.num_prompt_tokens
+            child.forked = True
+            forked.append(child)
+        self.held_back = remaining
+        return forked
+
+    def joining(self, state: SeqState) -> list[SeqState]:
+        """Choices to give the scheduler once ``state`` has its new token: ``state`` itself
+        if it was forked this step (it joins with its KV) and, after choice 0's first token,
+        the held-back choices not forked (recomputed; the prefix cache shares the prompt)."""
+        out = [state] if state.forked else []
+        state.forked = False
+        if state.index == 0 and self.held_back:
+            out += self.held_back
+            self.held_back = []
+        return out
 
 
 def make_generator(seed: int | None, index: int) -> torch.Generator | None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from forge_kernel.interfaces.model import IncrementalDetokenizer
+from forge_kernel.interfaces.tokenizer import IncrementalDetokenizer
 
 
 @dataclass(slots=True)

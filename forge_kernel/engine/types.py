@@ -5,18 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from forge_kernel.errors import InvalidRequest  # noqa: F401 - endpoints import it from here
+
 if TYPE_CHECKING:
     from forge_kernel.interfaces.constraint import ConstraintSpec
-
-
-class InvalidRequest(ValueError):
-    """A request parameter is invalid; endpoints answer 400 with ``param`` set."""
-
-    def __init__(self, message: str, param: str | None = None, code: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.param = param
-        self.code = code
 
 
 @dataclass(slots=True)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     import torch
 
-    from forge_kernel.interfaces.model import WeightTensor
+    from forge_kernel.interfaces.loader import WeightTensor
 
 
 class LinearOp(Protocol):

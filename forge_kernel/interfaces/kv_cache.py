@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import torch
 
-    from forge_kernel.interfaces.model import ForwardBatch
+    from forge_kernel.interfaces.batch import ForwardBatch
 
 
 @dataclass(slots=True, frozen=True)
@@ -54,9 +54,20 @@ class KVCacheConfig:
 
 
 class KVCache(ABC):
-    """Key/value storage for every running sequence. Factory: ``factory(spec, config)``."""
+    """Key/value storage for every running sequence. Factory: ``factory(spec, config)``.
+
+    A step runs as: the scheduler allocates, the engine calls :meth:`begin_step` with the
+    step's batch, the model calls :meth:`attend` once per layer, the engine calls :meth:`commit`.
+    """
 
     name: str
+    supports_prefix_caching: bool = False
+    """Whether :meth:`match_prefix` can return cached tokens (and :meth:`commit` publishes
+    them). The engine then holds back choices 1..n-1 of a request until choice 0's prompt is
+    cached, so the prompt is computed once."""
+    supports_fork: bool = False
+    """Whether :meth:`fork` works; when it does (and the scheduler accepts forked sequences)
+    the engine forks choices 1..n-1 from choice 0 instead of recomputing the prompt."""
 
     # -- allocation -------------------------------------------------------------------------
     @abstractmethod
@@ -82,7 +93,9 @@ class KVCache(ABC):
         """Release everything ``seq_id`` holds. Idempotent; unknown ids are ignored."""
 
     def fork(self, parent_seq_id: int, child_seq_id: int) -> None:
-        """Make ``child`` share ``parent``'s cached tokens (copy-on-write where supported)."""
+        """Make ``child`` share ``parent``'s cached tokens (copy-on-write where supported).
+        Raises :class:`~forge_kernel.errors.KVCacheFull` when there is no room; only called
+        when :attr:`supports_fork` is true."""
         raise NotImplementedError(f"{type(self).__name__} cannot fork sequences")
 
     def match_prefix(self, seq_id: int, token_ids: Sequence[int]) -> int:
@@ -100,6 +113,14 @@ class KVCache(ABC):
         """Fraction of capacity in use by running sequences, 0.0-1.0."""
 
     # -- data path --------------------------------------------------------------------------
+    def begin_step(self, batch: ForwardBatch) -> None:
+        """Called by the engine once per step, before the model's forward pass; every
+        :meth:`attend` until the next call belongs to ``batch``. A cache prepares per-step work
+        shared by all layers here (write slots, block tables, copy-on-write of shared blocks);
+        raises :class:`~forge_kernel.errors.KVCacheFull` when a chunk writes past its
+        allocation. Default: nothing to prepare."""
+        return None
+
     @abstractmethod
     def attend(
         self,

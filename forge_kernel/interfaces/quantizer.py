@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from forge_kernel.interfaces.model import ModelSource
+    from forge_kernel.interfaces.loader import ModelSource
 
 
 class Quantizer(ABC):

@@ -78,10 +78,16 @@ class Scheduler(ABC):
 
     Contract: a scheduled chunk's KV space is already allocated in the cache; every sequence
     is either waiting, running or finished; :meth:`abort` and :meth:`finish` free the KV held.
-    Running out of cache preempts (never crashes, never truncates).
+    Running out of cache preempts (never crashes, never truncates). A step's chunks never
+    include a sequence preempted or rejected in the same step.
     """
 
     name: str
+    accepts_forked: bool = False
+    """Whether :meth:`add` takes sequences whose KV is already in the cache
+    (``num_computed_tokens > 0``: choices the engine forked from choice 0 of an ``n > 1``
+    request). A scheduler that does must run them from their cached tokens, or free their KV
+    and queue them for recompute."""
 
     @abstractmethod
     def add(self, seq: Sequence) -> None:

@@ -15,9 +15,9 @@ SUITES: dict[str, str] = {
         "forge_kernel.testing.conformance.kv_cache:KVCacheConformance",
     "forge_kernel.interfaces.scheduler:Scheduler":
         "forge_kernel.testing.conformance.scheduler:SchedulerConformance",
-    "forge_kernel.interfaces.model:WeightLoader":
+    "forge_kernel.interfaces.loader:WeightLoader":
         "forge_kernel.testing.conformance.weight_loader:WeightLoaderConformance",
-    "forge_kernel.interfaces.model:ModelArchitecture":
+    "forge_kernel.interfaces.architecture:ModelArchitecture":
         "forge_kernel.testing.conformance.architecture:ModelArchitectureConformance",
     "forge_kernel.interfaces.quantizer:Quantizer":
         "forge_kernel.testing.conformance.quantizer:QuantizerConformance",

@@ -33,7 +33,8 @@ from typing import Any
 
 import pytest
 
-from forge_kernel.interfaces.model import CausalLM, ModelArchitecture
+from forge_kernel.interfaces.architecture import ModelArchitecture
+from forge_kernel.interfaces.model import CausalLM
 
 
 class ModelArchitectureConformance:

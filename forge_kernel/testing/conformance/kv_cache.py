@@ -12,7 +12,10 @@ Usage in a plugin's tests::
 Checked: token accounting (capacity = ``num_blocks * block_size`` when ``num_blocks`` is set,
 ``KVCacheFull`` beyond it, ``max_model_len``, idempotent ``free``), and :meth:`attend` against a
 float64 reference (:func:`reference_attention`) for whole prompts, chunked prefill, decode,
-mixed batches, GQA, sliding window and soft-capping, plus :meth:`fork` when supported.
+mixed batches, GQA, sliding window and soft-capping (every step through :meth:`begin_step`),
+and the declared contracts: :attr:`supports_fork` (fork works, or raises
+``NotImplementedError``) and :attr:`supports_prefix_caching` (a committed prefix is found and
+attends correctly, or ``match_prefix`` always returns 0).
 """
 
 from __future__ import annotations
@@ -60,7 +63,7 @@ class _Driver:
     def step(self, chunks: list[tuple[int, int]], *, atol: float, scale: float = 0.3,
              sliding_window: int | None = None, logit_softcap: float | None = None) -> None:
         """Compute ``(seq_id, num_tokens)`` chunks through ``attend`` and check each layer."""
-        from forge_kernel.interfaces.model import ForwardBatch, SequenceChunk
+        from forge_kernel.interfaces.batch import ForwardBatch, SequenceChunk
 
         spec = self.spec
         ids, pos, batch_chunks, starts = [], [], [], []
@@ -73,6 +76,7 @@ class _Driver:
             batch_chunks.append(SequenceChunk(seq_id, start, n))
             starts.append(start)
         batch = ForwardBatch(torch.tensor(ids), torch.tensor(pos), batch_chunks)
+        self.cache.begin_step(batch)
         T = len(ids)
         for layer in range(spec.num_layers):
             q = self._rand(T, self.heads, spec.head_dim)
@@ -232,7 +236,7 @@ class KVCacheConformance:
         d.step([(2, 1)], atol=self.atol)
 
     def test_attend_without_allocation_raises(self):
-        from forge_kernel.interfaces.model import ForwardBatch, SequenceChunk
+        from forge_kernel.interfaces.batch import ForwardBatch, SequenceChunk
 
         cache = self.cache()
         cache.allocate(1, 2)
@@ -240,17 +244,42 @@ class KVCacheConformance:
         batch = ForwardBatch(torch.zeros(3, dtype=torch.long), torch.arange(3),
                              [SequenceChunk(1, 0, 3)])
         x = torch.zeros(3, spec.num_kv_heads, spec.head_dim)
-        with pytest.raises(KVCacheFull):
+        with pytest.raises(KVCacheFull):  # from begin_step or from attend
+            cache.begin_step(batch)
             cache.attend(0, x, x, x, batch, scale=1.0)
+
+    # -- declared contracts -----------------------------------------------------------------
+    def test_declared_contracts_are_bools(self):
+        cache = self.cache()
+        assert isinstance(cache.supports_fork, bool)
+        assert isinstance(cache.supports_prefix_caching, bool)
+        if not cache.supports_fork:
+            cache.allocate(1, 4)
+            with pytest.raises(NotImplementedError):
+                cache.fork(1, 2)
+
+    def test_prefix_caching_as_declared(self):
+        d = self.driver()
+        d.step([(1, 3 * self.block_size + 1)], atol=self.atol)
+        prompt = d.tokens[1] + [5]
+        cached = d.cache.match_prefix(2, prompt)
+        if not d.cache.supports_prefix_caching:
+            assert cached == 0
+            return
+        assert 0 < cached < len(prompt)  # a hit always leaves a token to compute
+        d.tokens[2] = prompt[:cached]
+        d.keys[2] = [k[:cached].clone() for k in d.keys[1]]
+        d.values[2] = [v[:cached].clone() for v in d.values[1]]
+        d.step([(2, len(prompt) - cached), (1, 1)], atol=self.atol)
+        d.step([(2, 1), (1, 1)], atol=self.atol)
 
     # -- fork (n > 1) -----------------------------------------------------------------------
     def test_fork_children_diverge(self):
         d = self.driver()
+        if not d.cache.supports_fork:
+            pytest.skip("the cache declares supports_fork = False")
         d.step([(1, 6)], atol=self.atol)
-        try:
-            d.fork(1, 2)
-        except NotImplementedError:
-            pytest.skip("cache does not fork")
+        d.fork(1, 2)
         d.fork(1, 3)
         for _ in range(4):
             d.step([(1, 1), (2, 1), (3, 1)], atol=self.atol)

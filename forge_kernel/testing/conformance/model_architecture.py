@@ -40,7 +40,7 @@ def step(model: CausalLM, cache: KVCache, pieces: Sequence[tuple[int, int, Seque
     allocates each sequence up to the chunk's end first."""
     import torch
 
-    from forge_kernel.interfaces.model import ForwardBatch, SequenceChunk
+    from forge_kernel.interfaces.batch import ForwardBatch, SequenceChunk
 
     chunks, ids, positions = [], [], []
     for seq_id, start, tokens, needs_logits in pieces:
@@ -50,6 +50,7 @@ def step(model: CausalLM, cache: KVCache, pieces: Sequence[tuple[int, int, Seque
         positions.extend(range(start, start + len(tokens)))
     batch = ForwardBatch(torch.tensor(ids, dtype=torch.long),
                          torch.tensor(positions, dtype=torch.long), chunks)
+    cache.begin_step(batch)
     return model.forward(batch, cache)
 
 

@@ -14,8 +14,9 @@ Usage in a plugin's tests::
 A :class:`Simulation` plays the engine (computes chunks, commits KV, emits tokens, finishes
 sequences) over a real KV cache. Checked: sequences join and leave at every step, the prompt
 budget and batch size, decodes are not stalled by long prompts, FCFS admission, preemption
-under a tiny cache without truncation, abort at any moment frees everything, prefix hits, and
-rejection of a sequence larger than the whole cache.
+under a tiny cache without truncation, abort at any moment frees everything, prefix hits when
+the cache declares ``supports_prefix_caching``, forked sequences when the scheduler declares
+``accepts_forked``, and rejection of a sequence larger than the whole cache.
 """
 
 from __future__ import annotations
@@ -197,14 +198,45 @@ class SchedulerConformance:
         b = make_seq(2, 13, max_tokens=2, first=5)
         sim.sched.add(b)
         chunks = sim.step()
-        if chunks[2] == 13:
-            pytest.skip("the KV cache does no prefix caching")
+        if not sim.sched.kv_cache.supports_prefix_caching:
+            assert chunks[2] == 13  # nothing cached: the whole prompt is computed
+            return
         assert 1 <= chunks[2] < 13  # only the uncached tail, never zero tokens
         whole = make_seq(3, 12, max_tokens=2, first=5)  # prompt = a cached prefix exactly
         sim.sched.add(whole)
         assert 1 <= sim.step()[3] <= 12
         sim.run()
         assert len(sim.finished) == 3
+
+    def test_forked_sequences_as_declared(self):
+        """``accepts_forked``: a sequence added with its KV already cached (forked from a running
+        one) runs from its cached tokens, or gives its KV back and waits for recompute."""
+        sim = self.setup(batch=2, budget=64)
+        assert isinstance(sim.sched.accepts_forked, bool)
+        kv = sim.sched.kv_cache
+        if not (sim.sched.accepts_forked and kv.supports_fork):
+            pytest.skip("accepts_forked is False (or the cache cannot fork)")
+        parent = make_seq(1, 5, max_tokens=6)
+        sim.sched.add(parent)
+        sim.step()  # prompt computed, a token sampled
+        children = []
+        for child_id in (2, 3):  # the second finds the batch (2) full
+            child = Sequence(child_id, list(parent.token_ids), 5, max_tokens=5)
+            kv.fork(1, child_id)
+            child.num_computed_tokens = 5
+            sim.sched.add(child)
+            children.append(child)
+            if child.status is SequenceStatus.WAITING:
+                assert child.num_computed_tokens == 0  # waiting sequences hold no KV
+            else:
+                assert child.status is SequenceStatus.RUNNING
+        chunks = sim.step()
+        for child in children:
+            if child.seq_id in chunks and child.num_computed_tokens == 6:
+                assert chunks[child.seq_id] == 1  # ran from its cached prompt
+        sim.run()
+        assert sorted(s.seq_id for s in sim.finished) == [1, 2, 3]
+        assert kv.free_tokens() == kv.capacity_tokens()
 
     def test_sequence_larger_than_cache_is_rejected(self):
         sim = self.setup(num_blocks=4, budget=64)  # 16 tokens

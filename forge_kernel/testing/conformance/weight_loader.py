@@ -33,7 +33,8 @@ from pathlib import Path
 import pytest
 
 from forge_kernel.errors import ModelFormatError
-from forge_kernel.interfaces.model import ModelSource, Tokenizer, WeightLoader, WeightTensor
+from forge_kernel.interfaces.loader import ModelSource, WeightLoader, WeightTensor
+from forge_kernel.interfaces.tokenizer import Tokenizer
 
 torch = pytest.importorskip("torch")
 

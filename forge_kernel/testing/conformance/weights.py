@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from forge_kernel.interfaces.model import WeightTensor
+from forge_kernel.interfaces.loader import WeightTensor
 
 # Byte offsets of the float16 scale fields inside one block of each K-quant type.
 _K_QUANT_F16_FIELDS: dict[str, tuple[int, ...]] = {

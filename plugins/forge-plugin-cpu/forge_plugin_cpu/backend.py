@@ -18,7 +18,7 @@ from forge_plugin_cpu.threads import physical_cores
 
 if TYPE_CHECKING:
     from forge_kernel.interfaces.backend import EmbeddingOp, LinearOp
-    from forge_kernel.interfaces.model import WeightTensor
+    from forge_kernel.interfaces.loader import WeightTensor
 
 PRECISIONS = ("int8", "exact")
 """``int8`` (default, fast): matrices re-quantized to int8 with one scale per 32 columns, decode

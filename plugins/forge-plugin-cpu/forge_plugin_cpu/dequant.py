@@ -15,7 +15,7 @@ import torch
 from forge_plugin_cpu.memory import release_file_pages
 
 if TYPE_CHECKING:
-    from forge_kernel.interfaces.model import WeightTensor
+    from forge_kernel.interfaces.loader import WeightTensor
 
 CHUNK_ELEMENTS = 1 << 22
 """Elements per dequantization chunk (16 MiB of float32)."""

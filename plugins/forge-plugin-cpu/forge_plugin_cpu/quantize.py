@@ -24,7 +24,7 @@ import torch
 from forge_plugin_cpu.dequant import iter_row_chunks
 
 if TYPE_CHECKING:
-    from forge_kernel.interfaces.model import WeightTensor
+    from forge_kernel.interfaces.loader import WeightTensor
 
 GROUP_SHIFT = 5
 """log2 of the group size (32)."""

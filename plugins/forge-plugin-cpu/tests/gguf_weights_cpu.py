@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from forge_kernel.interfaces.model import WeightTensor
+from forge_kernel.interfaces.loader import WeightTensor
 
 
 def _decode(weight: WeightTensor) -> torch.Tensor:

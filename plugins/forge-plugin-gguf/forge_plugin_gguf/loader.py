@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     import torch
 
 from forge_kernel.errors import ModelFormatError
-from forge_kernel.interfaces.model import ModelConfig, ModelSource, WeightLoader, WeightTensor
+from forge_kernel.interfaces.loader import ModelConfig, ModelSource, WeightLoader, WeightTensor
 from forge_plugin_gguf.dequant import SUPPORTED_TYPES, dequantize
 from forge_plugin_gguf.reader import MAGIC, GGUFFile, read_gguf
 

@@ -15,7 +15,7 @@ import torch
 from forge_plugin_gguf.dequant import BLOCKS, dequantize
 from forge_plugin_gguf.loader import decode
 
-from forge_kernel.interfaces.model import WeightTensor
+from forge_kernel.interfaces.loader import WeightTensor
 
 F16_FIELDS = {
     "Q4_0": (0,), "Q4_1": (0, 2), "Q5_0": (0,), "Q5_1": (0, 2), "Q8_0": (0,),

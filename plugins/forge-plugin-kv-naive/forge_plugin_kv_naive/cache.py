@@ -1,11 +1,6 @@
-"""The ``naive`` KV cache: one contiguous buffer per sequence, attention computed directly.
-
-This is the reference for attention semantics in forge (other caches are tested against it):
-
-* causal: the query at absolute position ``p`` sees keys at positions ``<= p``;
-* ``sliding_window=w``: it sees only positions ``> p - w`` (the last ``w``, itself included);
-* ``logit_softcap=c``: scores become ``c * tanh(scores / c)`` before masking and softmax;
-* grouped-query attention: query head ``h`` reads kv head ``h // (num_heads // num_kv_heads)``.
+"""The ``naive`` KV cache: one contiguous buffer per sequence, attention computed directly by
+the kernel's reference :func:`~forge_kernel.engine.attention.grouped_attention` (causal, GQA,
+sliding window, soft-capping) over each sequence's rows.
 
 Buffers grow by doubling up to ``max_model_len``; capacity is the memory budget divided by the
 bytes one token needs. No prefix caching, no paging: simple and obviously correct.
@@ -13,13 +8,12 @@ bytes one token needs. No prefix caching, no paging: simple and obviously correc
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 
+from forge_kernel.engine.attention import grouped_attention
 from forge_kernel.errors import KVCacheFull
+from forge_kernel.interfaces.batch import ForwardBatch
 from forge_kernel.interfaces.kv_cache import KVCache, KVCacheConfig, KVCacheSpec
-from forge_kernel.interfaces.model import ForwardBatch
 
 
 class _SeqBuffer:
@@ -48,6 +42,7 @@ class NaiveKVCache(KVCache):
     """Contiguous per-sequence KV storage. Factory: ``NaiveKVCache(spec, config)``."""
 
     name = "naive"
+    supports_fork = True
 
     def __init__(self, spec: KVCacheSpec, config: KVCacheConfig | None = None) -> None:
         self.spec = spec
@@ -107,9 +102,6 @@ class NaiveKVCache(KVCache):
         child.reserved = parent.reserved
         self._seqs[child_seq_id] = child
 
-    def match_prefix(self, seq_id: int, token_ids: Sequence[int]) -> int:
-        return 0
-
     def usage(self) -> float:
         return self._used() / self._capacity if self._capacity else 0.0
 
@@ -128,54 +120,13 @@ class NaiveKVCache(KVCache):
             keys, values = buf.k[layer], buf.v[layer]  # [S, KV, D]
             keys[chunk.start_pos:stop] = k[begin:end]
             values[chunk.start_pos:stop] = v[begin:end]
-            out[begin:end] = attention(q[begin:end], keys[:stop], values[:stop],
-                                       chunk.start_pos, scale=scale,
-                                       sliding_window=sliding_window, logit_softcap=logit_softcap)
+            out[begin:end] = grouped_attention(q[begin:end], keys[:stop], values[:stop],
+                                               chunk.start_pos, scale=scale,
+                                               sliding_window=sliding_window,
+                                               logit_softcap=logit_softcap)
         return out
 
 
-MAX_SCORES = 1 << 22
-"""Score elements (float32) per query block: bounds attention's temporary to ~16 MiB."""
 
-
-def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, first_pos: int, *,
-              scale: float, sliding_window: int | None = None,
-              logit_softcap: float | None = None) -> torch.Tensor:
-    """Attention of queries ``q [n, H, D]`` at positions ``first_pos .. first_pos + n - 1`` over
-    keys and values ``[S, KV, D]`` at positions ``0 .. S-1`` (``S = first_pos + n``).
-    Returns ``[n, H, D]``.
-
-    Query heads are grouped by kv head so K and V are read once per group (no repeat), in
-    query blocks of at most :data:`MAX_SCORES` scores. On CPU this beats SDPA, whose GQA
-    expansion made single-query decode ~10x slower at a few hundred keys.
-    """
-    n, heads, dim = q.shape
-    lo = 0
-    if sliding_window is not None:
-        # Keys older than the first query's window are invisible to every query of the chunk.
-        lo = max(0, first_pos - sliding_window + 1)
-        k, v = k[lo:], v[lo:]
-    kv_heads = k.shape[1]
-    groups = heads // kv_heads
-    keys_t = k.permute(1, 2, 0)  # [KV, D, S]
-    values = v.transpose(0, 1)  # [KV, S, D]
-    kv_pos = torch.arange(lo, lo + k.shape[0], device=q.device)
-    block = max(1, MAX_SCORES // (heads * k.shape[0]))
-    outs = []
-    for b0 in range(0, n, block):
-        m = min(block, n - b0)
-        qg = q[b0:b0 + m].reshape(m, kv_heads, groups, dim).permute(1, 2, 0, 3)
-        scores = torch.matmul(qg.reshape(kv_heads, groups * m, dim), keys_t) * scale
-        if logit_softcap is not None:
-            scores = torch.tanh(scores / logit_softcap) * logit_softcap
-        if n > 1:  # a lone query sees every key left after the window cut
-            q_pos = torch.arange(first_pos + b0, first_pos + b0 + m, device=q.device)
-            delta = q_pos[:, None] - kv_pos[None, :]  # [m, S]
-            hidden = delta < 0
-            if sliding_window is not None:
-                hidden |= delta >= sliding_window
-            scores = scores.view(kv_heads, groups, m, -1).masked_fill(hidden, float("-inf"))
-        probs = torch.softmax(scores.float(), dim=-1).to(values.dtype)
-        out = torch.matmul(probs.view(kv_heads, groups * m, -1), values)  # [KV, G*m, D]
-        outs.append(out.view(kv_heads, groups, m, dim).permute(2, 0, 1, 3).reshape(m, heads, dim))
-    return outs[0] if len(outs) == 1 else torch.cat(outs)
+attention = grouped_attention
+"""Former name of the reference attention, which other plugins' tests still import."""

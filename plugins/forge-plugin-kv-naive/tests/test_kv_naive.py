@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from forge_kernel.errors import KVCacheFull
+from forge_kernel.interfaces.batch import ForwardBatch, SequenceChunk
 from forge_kernel.interfaces.kv_cache import KVCacheConfig, KVCacheSpec
-from forge_kernel.interfaces.model import ForwardBatch, SequenceChunk
 from forge_kernel.plugins import get_host
 
 H, KV, D = 4, 2, 8
@@ -159,7 +159,7 @@ def test_growth_preserves_earlier_tokens():
 
 def test_query_blocks_give_the_same_result(monkeypatch):
     """Long chunks are split into query blocks to bound memory; blocks must not change results."""
-    import forge_plugin_kv_naive.cache as naive
+    import forge_kernel.engine.attention as naive
 
     q, k, v = qkv(11, seed=9)
     cache = make_cache()

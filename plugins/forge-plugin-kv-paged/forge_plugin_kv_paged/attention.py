@@ -6,13 +6,12 @@
   head ``h // groups``, each key row read once per group). Two passes (scores with a vectorized
   dot, then softmax-weighted values) in float32, exact softmax like the reference, sliding
   window and logit soft-capping. Threaded only when the step has enough work.
-* :func:`dense_attention` — a prefill chunk of ``n`` queries over one sequence's gathered keys
-  (gathered once per layer per chunk): grouped matmuls, explicit causal/window mask, float32
-  softmax. Also the fallback for dtypes numba cannot read (bf16/fp16).
 
-Semantics (shared with the ``naive`` reference cache): the query at position ``p`` sees keys at
-positions ``<= p``; with ``sliding_window=w`` only ``> p - w``; with ``logit_softcap=c`` scores
-become ``c * tanh(s / c)`` before masking.
+Prefill chunks (and decode for dtypes numba cannot read, bf16/fp16) gather the sequence's
+blocks once per layer per chunk and run the kernel's reference
+:func:`~forge_kernel.engine.attention.grouped_attention`, whose semantics this kernel follows:
+the query at position ``p`` sees keys at positions ``<= p``; with ``sliding_window=w`` only
+``> p - w``; with ``logit_softcap=c`` scores become ``c * tanh(s / c)`` before the softmax.
 """
 
 from __future__ import annotations
@@ -121,37 +120,3 @@ def paged_decode(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
            np.float32(logit_softcap or 0.0), out)
     return torch.from_numpy(out)
 
-
-MAX_SCORES = 1 << 22
-"""Score elements per query block: bounds the temporary to ~16 MiB for long prompts."""
-
-
-def dense_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, first_pos: int,
-                    key_pos0: int, *, scale: float, sliding_window: int | None = None,
-                    logit_softcap: float | None = None) -> torch.Tensor:
-    """Queries ``q [n, H, D]`` at positions ``first_pos ..`` over keys/values ``[S, KV, D]`` at
-    positions ``key_pos0 .. key_pos0 + S - 1``. Returns ``[n, H, D]`` in ``q``'s dtype."""
-    n, heads, dim = q.shape
-    kv_heads = k.shape[1]
-    groups = heads // kv_heads
-    keys_t = k.permute(1, 2, 0)  # [KV, D, S]
-    values = v.transpose(0, 1)  # [KV, S, D]
-    kv_pos = torch.arange(key_pos0, key_pos0 + k.shape[0])
-    block = max(1, MAX_SCORES // (heads * max(1, k.shape[0])))
-    outs = []
-    for b0 in range(0, n, block):
-        m = min(block, n - b0)
-        qg = q[b0:b0 + m].reshape(m, kv_heads, groups, dim).permute(1, 2, 0, 3)
-        scores = torch.matmul(qg.reshape(kv_heads, groups * m, dim), keys_t) * scale
-        if logit_softcap is not None:
-            scores = torch.tanh(scores / logit_softcap) * logit_softcap
-        q_pos = torch.arange(first_pos + b0, first_pos + b0 + m)
-        delta = q_pos[:, None] - kv_pos[None, :]  # [m, S]
-        hidden = delta < 0
-        if sliding_window is not None:
-            hidden |= delta >= sliding_window
-        scores = scores.view(kv_heads, groups, m, -1).masked_fill(hidden, float("-inf"))
-        probs = torch.softmax(scores.float(), dim=-1).to(values.dtype)
-        out = torch.matmul(probs.view(kv_heads, groups * m, -1), values)  # [KV, G*m, D]
-        outs.append(out.view(kv_heads, groups, m, dim).permute(2, 0, 1, 3).reshape(m, heads, dim))
-    return outs[0] if len(outs) == 1 else torch.cat(outs)

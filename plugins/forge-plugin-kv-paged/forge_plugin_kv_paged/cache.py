@@ -19,10 +19,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from forge_kernel.engine.attention import grouped_attention
 from forge_kernel.errors import KVCacheFull
+from forge_kernel.interfaces.batch import ForwardBatch
 from forge_kernel.interfaces.kv_cache import KVCache, KVCacheConfig, KVCacheSpec
-from forge_kernel.interfaces.model import ForwardBatch
-from forge_plugin_kv_paged.attention import dense_attention, paged_decode
+from forge_plugin_kv_paged.attention import paged_decode
 from forge_plugin_kv_paged.block_manager import BlockPool
 from forge_plugin_kv_paged.prefix_cache import ROOT_HASH, PrefixCache
 
@@ -56,6 +57,7 @@ class PagedKVCache(KVCache):
     """Block-table KV cache. Factory: ``PagedKVCache(spec, config)``."""
 
     name = "paged"
+    supports_fork = True
 
     def __init__(self, spec: KVCacheSpec, config: KVCacheConfig | None = None) -> None:
         self.spec = spec
@@ -84,6 +86,10 @@ class PagedKVCache(KVCache):
         self._plan: _StepPlan | None = None
         # The numba kernel reads float32 CPU memory in place; other dtypes take the gather path.
         self._numba = spec.dtype == torch.float32 and str(spec.device) == "cpu"
+
+    @property
+    def supports_prefix_caching(self) -> bool:
+        return self.prefix is not None
 
     # -- allocation -------------------------------------------------------------------------
     def capacity_tokens(self) -> int:
@@ -206,6 +212,12 @@ class PagedKVCache(KVCache):
             self.pool._free.extend(self.prefix.clear())
 
     # -- data path --------------------------------------------------------------------------
+    def begin_step(self, batch: ForwardBatch) -> None:
+        """Plan the step once for every layer: write slots, decode block tables, prefill
+        chunks; shared blocks about to be written get their private copy here."""
+        self._plan = None
+        self._plan = self._plan_step(batch)
+
     def _plan_step(self, batch: ForwardBatch) -> _StepPlan:
         bs = self.block_size
         slots, rows, tables, lens, prefills = [], [], [], [], []
@@ -246,7 +258,8 @@ class PagedKVCache(KVCache):
                logit_softcap: float | None = None) -> torch.Tensor:
         plan = self._plan
         if plan is None or plan.batch is not batch:
-            plan = self._plan = self._plan_step(batch)  # once per step, reused by every layer
+            raise RuntimeError("paged KV cache: attend() for a batch begin_step() was not "
+                               "called with (the engine calls it once per step)")
         kl, vl = self.k[layer], self.v[layer]  # [NB, BS, KV, D]
         heads, dim = self.spec.num_kv_heads, self.spec.head_dim
         kl.view(-1, heads, dim).index_copy_(0, plan.slots, k.to(kl.dtype))
@@ -264,7 +277,7 @@ class PagedKVCache(KVCache):
                 lo = max(0, start - sliding_window + 1) // bs * bs  # whole blocks only
             keys = kl[table[lo // bs:]].reshape(-1, heads, dim)[:stop - lo]  # [S, KV, D]
             values = vl[table[lo // bs:]].reshape(-1, heads, dim)[:stop - lo]
-            out[begin:end] = dense_attention(q[begin:end], keys, values, start, lo, scale=scale,
-                                             sliding_window=sliding_window,
-                                             logit_softcap=logit_softcap).to(q.dtype)
+            out[begin:end] = grouped_attention(q[begin:end], keys, values, start, key_pos0=lo,
+                                               scale=scale, sliding_window=sliding_window,
+                                               logit_softcap=logit_softcap)
         return out

@@ -159,19 +159,34 @@ def test_bf16_falls_back_to_gather_path():
     s = spec(dtype=torch.bfloat16)
     cache = get_host().registry.create("kv_cache", "paged", s,
                                        KVCacheConfig(block_size=BS, num_blocks=16))
-    from forge_kernel.interfaces.model import ForwardBatch, SequenceChunk
+    from forge_kernel.interfaces.batch import ForwardBatch, SequenceChunk
 
     g = torch.Generator().manual_seed(1)
     q = torch.randn(5, 4, 8, generator=g).bfloat16()
     k = torch.randn(5, 2, 8, generator=g).bfloat16()
     v = torch.randn(5, 2, 8, generator=g).bfloat16()
     cache.allocate(1, 5)
-    out = cache.attend(0, q, k, v, ForwardBatch(torch.zeros(5, dtype=torch.long),
-                                                torch.arange(5), [SequenceChunk(1, 0, 5)]),
-                       scale=0.3)
+    batch = ForwardBatch(torch.zeros(5, dtype=torch.long), torch.arange(5),
+                         [SequenceChunk(1, 0, 5)])
+    cache.begin_step(batch)
+    out = cache.attend(0, q, k, v, batch, scale=0.3)
     ref = reference_attention(q.float(), k.float(), v.float(), 0, scale=0.3)
     assert out.dtype == torch.bfloat16
     assert (out.double() - ref).abs().max() < 3e-2
+
+
+def test_attend_needs_begin_step_for_its_batch():
+    from forge_kernel.interfaces.batch import ForwardBatch, SequenceChunk
+
+    cache = make(num_blocks=4)
+    cache.allocate(1, 3)
+    x = torch.zeros(3, 2, 8)
+    batch = ForwardBatch(torch.zeros(3, dtype=torch.long), torch.arange(3),
+                         [SequenceChunk(1, 0, 3)])
+    with pytest.raises(RuntimeError, match="begin_step"):
+        cache.attend(0, torch.zeros(3, 4, 8), x, x, batch, scale=1.0)
+    cache.begin_step(batch)
+    assert cache.attend(0, torch.zeros(3, 4, 8), x, x, batch, scale=1.0).shape == (3, 4, 8)
 
 
 @pytest.mark.parametrize("window,softcap", [(None, None), (7, None), (None, 5.0), (40, 3.0)])

@@ -6,7 +6,7 @@ from typing import Any
 
 from forge_kernel.errors import ModelFormatError
 from forge_kernel.interfaces.backend import Backend
-from forge_kernel.interfaces.model import ModelSource
+from forge_kernel.interfaces.loader import ModelSource
 from forge_plugin_models.layers import RotaryTable, rope_inv_freq
 
 

@@ -14,8 +14,10 @@ import torch
 
 from forge_kernel.errors import ModelFormatError
 from forge_kernel.interfaces.backend import Backend
+from forge_kernel.interfaces.batch import ForwardBatch
 from forge_kernel.interfaces.kv_cache import KVCache, KVCacheSpec
-from forge_kernel.interfaces.model import CausalLM, ForwardBatch, ModelConfig, ModelSource
+from forge_kernel.interfaces.loader import ModelConfig, ModelSource
+from forge_kernel.interfaces.model import CausalLM
 from forge_plugin_models.layers import GatedMLP, RotaryTable, apply_rope, rms_norm
 
 

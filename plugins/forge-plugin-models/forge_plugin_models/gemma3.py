@@ -12,8 +12,10 @@ from __future__ import annotations
 import math
 
 from forge_kernel.errors import ModelFormatError
+from forge_kernel.interfaces.architecture import ModelArchitecture
 from forge_kernel.interfaces.backend import Backend
-from forge_kernel.interfaces.model import CausalLM, ModelArchitecture, ModelSource
+from forge_kernel.interfaces.loader import ModelSource
+from forge_kernel.interfaces.model import CausalLM
 from forge_plugin_models.common import rope_table
 from forge_plugin_models.decoder import DecoderLM, DecoderSpec, check_config
 

@@ -6,8 +6,10 @@ the biases and adds a per-head RMSNorm on q and k before RoPE (``attn_q_norm``/`
 
 from __future__ import annotations
 
+from forge_kernel.interfaces.architecture import ModelArchitecture
 from forge_kernel.interfaces.backend import Backend
-from forge_kernel.interfaces.model import CausalLM, ModelArchitecture, ModelSource
+from forge_kernel.interfaces.loader import ModelSource
+from forge_kernel.interfaces.model import CausalLM
 from forge_plugin_models.common import rope_table
 from forge_plugin_models.decoder import DecoderLM, DecoderSpec, check_config
 

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import transformers
 
-from forge_kernel.interfaces.model import ModelConfig, ModelSource, WeightTensor
+from forge_kernel.interfaces.loader import ModelConfig, ModelSource, WeightTensor
 
 VOCAB = 300
 PROMPTS = [[1, 17, 42, 5, 99, 230, 7], [1, 250, 3, 3, 3, 12, 88, 141, 9, 4, 77, 61, 200],

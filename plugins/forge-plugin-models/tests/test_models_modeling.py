@@ -10,7 +10,7 @@ import pytest
 import forge_kernel.modeling as modeling
 from forge_kernel import hookimpl
 from forge_kernel.errors import MissingPluginError, ModelFormatError, UnknownImplementationError
-from forge_kernel.interfaces.model import ModelConfig, ModelSource, WeightLoader
+from forge_kernel.interfaces.loader import ModelConfig, ModelSource, WeightLoader
 from forge_kernel.plugins import PluginHost
 
 

@@ -17,7 +17,7 @@ import pytest
 import torch
 from forge_plugin_models.testing import CASES, PROMPTS, hf_source, make_hf
 
-from forge_kernel.interfaces.model import WeightTensor
+from forge_kernel.interfaces.loader import WeightTensor
 from forge_kernel.modeling import build_causal_lm
 from forge_kernel.plugins import get_host
 from forge_kernel.testing.conformance.model_architecture import (
@@ -75,7 +75,7 @@ def test_missing_tensor_and_bad_shape_name_the_problem(backend):
 
 @pytest.mark.parametrize("case", ["llama", "gemma3"])
 def test_embed_is_mean_of_final_hidden_states(case, backend):
-    from forge_kernel.interfaces.model import ForwardBatch, SequenceChunk
+    from forge_kernel.interfaces.batch import ForwardBatch, SequenceChunk
 
     hf = make_hf(case)
     ours = build_causal_lm(hf_source(hf), backend)
@@ -85,6 +85,7 @@ def test_embed_is_mean_of_final_hidden_states(case, backend):
     cache.allocate(1, len(b))
     batch = ForwardBatch(torch.tensor(a + b), torch.tensor([*range(len(a)), *range(len(b))]),
                          [SequenceChunk(0, 0, len(a)), SequenceChunk(1, 0, len(b))])
+    cache.begin_step(batch)
     got = ours.embed(batch, cache)
     with torch.no_grad():
         ref = [hf(torch.tensor([ids]), output_hidden_states=True).hidden_states[-1][0].mean(0)

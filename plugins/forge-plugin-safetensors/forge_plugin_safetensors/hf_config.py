@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from forge_kernel.errors import ModelFormatError
-from forge_kernel.interfaces.model import ModelConfig
+from forge_kernel.interfaces.loader import ModelConfig
 
 ARCHITECTURES = {"llama": "llama", "mistral": "mistral", "qwen2": "qwen2", "qwen3": "qwen3",
                  "gemma3_text": "gemma3_text", "gemma3": "gemma3_text"}

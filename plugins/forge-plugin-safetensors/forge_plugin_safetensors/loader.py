@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from forge_kernel.errors import ModelFormatError
-from forge_kernel.interfaces.model import ModelSource, WeightLoader, WeightTensor
+from forge_kernel.interfaces.loader import ModelSource, WeightLoader, WeightTensor
 from forge_plugin_safetensors.files import checkpoint_files, read_safetensors
 from forge_plugin_safetensors.hf_config import model_config, text_config
 from forge_plugin_safetensors.names import canonical_name, is_gemma_norm

@@ -45,7 +45,6 @@ class ContinuousScheduler(Scheduler):
 
     name = "continuous"
     accepts_forked = True
-    """:meth:`add` takes sequences whose KV is already in the cache (forked by the engine)."""
 
     def __init__(self, config: SchedulerConfig, kv_cache: KVCache) -> None:
         if config.max_batch_size < 1 or config.max_prefill_tokens < 1:

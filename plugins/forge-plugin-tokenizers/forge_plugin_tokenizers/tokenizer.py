@@ -7,7 +7,7 @@ from typing import Any
 
 from tokenizers import Tokenizer as RustTokenizer
 
-from forge_kernel.interfaces.model import IncrementalDetokenizer, Tokenizer
+from forge_kernel.interfaces.tokenizer import IncrementalDetokenizer, Tokenizer
 
 END_OF_TURN_TOKENS = ("<end_of_turn>", "<|eot_id|>", "<|im_end|>", "<|end|>", "<|eom_id|>")
 """Control tokens that end an assistant turn: chat models stop on them as on EOS (as

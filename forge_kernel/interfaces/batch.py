@@ -1,0 +1,41 @@
+"""The step's input: tokens of several sequences flattened into one :class:`ForwardBatch`,
+which the engine builds and both the model and the KV cache read."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
+
+
+@dataclass(slots=True)
+class SequenceChunk:
+    """One sequence's slice of a :class:`ForwardBatch`."""
+
+    seq_id: int
+    start_pos: int
+    """Tokens of this sequence already in the KV cache (the chunk's first position)."""
+    num_tokens: int
+    """New tokens in this step (a whole prompt, a prefill chunk, or 1 when decoding)."""
+    needs_logits: bool = True
+    """Whether the last token of the chunk needs next-token logits (false for inner prefill
+    chunks)."""
+
+
+@dataclass(slots=True)
+class ForwardBatch:
+    """Tokens of several sequences flattened into one step (continuous batching)."""
+
+    token_ids: torch.Tensor  # [T] int64, chunks concatenated in order
+    positions: torch.Tensor  # [T] int64, absolute position of each token in its sequence
+    chunks: list[SequenceChunk]
+
+    def iter_spans(self) -> Iterator[tuple[SequenceChunk, int, int]]:
+        """Yield ``(chunk, begin, end)`` row ranges of each chunk within the flat batch."""
+        begin = 0
+        for chunk in self.chunks:
+            yield chunk, begin, begin + chunk.num_tokens
+            begin += chunk.num_tokens
