@@ -1,0 +1,1 @@
+"""forge-plugin-cuda: the ``cuda`` compute backend (bf16 weights, Triton paged attention)."""
