@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-SYSTEM = ("Answer the question using only the numbered sources below. Cite the sources you use "
-          "as [1], [2], ... If the sources do not contain the answer, say that you do not know.")
+SYSTEM = ("Answer the question using only the numbered sources, and cite the source like [1]. "
+          "If the sources do not contain the answer, say that you do not know.")
 
 
 @dataclass(slots=True)
@@ -60,20 +60,31 @@ def sources_from_hits(hits: list[Any]) -> list[Source]:
 
 def context_block(sources: list[Source]) -> str:
     """The numbered sources as the model reads them (also the retrieval tool's output)."""
-    parts = []
-    for s in sources:
-        parts.append(f"[{s.index}] ({s.location()})\n{s.text}")
-    return "\n\n".join(parts)
+    return "\n\n".join(f"[{s.index}] {s.location()}: {s.text}" for s in sources)
 
 
-def build_messages(question: str, sources: list[Source]) -> list[dict[str, str]]:
-    """Chat messages for a grounded answer. One user turn: Gemma's template has no system
-    role of its own (it folds a system message into the first user turn anyway)."""
-    content = f"{SYSTEM}\n\nSources:\n\n{context_block(sources)}\n\nQuestion: {question}"
-    return [{"role": "user", "content": content}]
+def grounded_text(question: str, sources: list[Source]) -> str:
+    """Instruction, numbered sources and question."""
+    return f"{SYSTEM}\n\n{context_block(sources)}\n\nQuestion: {question}"
 
 
-def prompt_ids(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
-    """Token ids of ``messages`` with the model's chat template (as ``forge run`` does)."""
-    rendered = tokenizer.apply_chat_template(messages, add_generation_prompt=True)
-    return tokenizer.encode(rendered, add_special_tokens=False)  # the template wrote BOS
+ECHO_STOPS = ["\n\n", "\nQuestion:"]
+"""Where a completion-style answer ends: the next paragraph is the model inventing the next
+question (or re-reading the sources), not part of the answer."""
+
+
+def answer_prompt(engine: Any, question: str, sources: list[Source]) -> tuple[list[int], list[str]]:
+    """Prompt ids and stop strings for ``engine``'s model.
+
+    A model with a chat template gets one user turn. A model without one — forge's default,
+    Gemma 3 270M, is the pretrained (not instruction-tuned) checkpoint — echoes chat-formatted
+    prompts back; it is given a completion prompt ending in ``Answer:`` instead, which it
+    continues with a short answer, cut at the first blank line.
+    """
+    tokenizer = engine.tokenizer
+    text = grounded_text(question, sources)
+    if (getattr(engine, "metadata", None) or {}).get("chat_template"):
+        rendered = tokenizer.apply_chat_template([{"role": "user", "content": text}],
+                                                 add_generation_prompt=True)
+        return tokenizer.encode(rendered, add_special_tokens=False), []  # template wrote BOS
+    return tokenizer.encode(f"{text}\nAnswer:", add_special_tokens=True), list(ECHO_STOPS)

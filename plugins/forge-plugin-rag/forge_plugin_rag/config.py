@@ -18,7 +18,7 @@ class RagConfig:
     max_file_bytes: int = 100 * 1024 * 1024
     """Larger files are refused before they are read (from ``stat``, or the HTTP
     ``Content-Length`` / running byte count of an upload)."""
-    max_answer_tokens: int = 256
+    max_answer_tokens: int = 128
     temperature: float = 0.0
     """Greedy by default: answers grounded in the sources should be reproducible."""
     default_collection: str = "default"

@@ -11,22 +11,13 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-from forge_plugin_rag.answer import prompt_ids
+from forge_plugin_rag.answer import answer_prompt
 
 
-def sampling_params(max_tokens: int, temperature: float) -> Any:
+def sampling_params(max_tokens: int, temperature: float, stop: list[str]) -> Any:
     from forge_kernel.engine.types import SamplingParams
 
-    return SamplingParams(max_tokens=max_tokens, temperature=temperature)
-
-
-def _resolve(model: str | None) -> Any:
-    """A model name or path -> its file (the default model when ``None``)."""
-    try:
-        from forge_kernel.engine.config import resolve_model_path
-    except ImportError:  # kernels before the model store moved into forge-plugin-store
-        from forge_kernel.store import resolve_model as resolve_model_path
-    return resolve_model_path(model)
+    return SamplingParams(max_tokens=max_tokens, temperature=temperature, stop=stop)
 
 
 class LocalGenerator:
@@ -43,18 +34,18 @@ class LocalGenerator:
             from forge_kernel.engine.builder import build_engine
             from forge_kernel.engine.config import EngineConfig
 
-            config = EngineConfig(model=str(_resolve(self.model)), max_batch_size=1,
-                                  threads=self.threads)
+            # build_engine resolves names (and None: the default model) itself
+            config = EngineConfig(model=self.model, max_batch_size=1, threads=self.threads)
             self._engine = build_engine(config)
         return self._engine
 
-    def stream(self, messages: list[dict[str, str]], max_tokens: int, temperature: float,
+    def stream(self, question: str, sources: list[Any], max_tokens: int, temperature: float,
                usage: dict[str, int] | None = None) -> Iterator[str]:
         """Yield the answer's text as it is generated; fills ``usage`` when given."""
         engine = self.engine
-        ids = prompt_ids(engine.tokenizer, messages)
+        ids, stop = answer_prompt(engine, question, sources)
         completion = 0
-        for delta in engine.generate(ids, sampling_params(max_tokens, temperature)):
+        for delta in engine.generate(ids, sampling_params(max_tokens, temperature, stop)):
             completion += len(delta.token_ids)
             if delta.text:
                 yield delta.text
@@ -62,17 +53,17 @@ class LocalGenerator:
             usage.update(prompt_tokens=len(ids), completion_tokens=completion)
 
 
-def prepare(engine: Any, messages: list[dict[str, str]], max_tokens: int,
+def prepare(engine: Any, question: str, sources: list[Any], max_tokens: int,
             temperature: float) -> tuple[list[int], Any]:
     """Prompt ids and sampling params for a running ``AsyncEngine``, validated now (a prompt
     too long for the model is a :class:`RAGError` before any response is sent)."""
     from forge_kernel.engine.types import InvalidRequest
     from forge_plugin_rag.errors import RAGError
 
-    ids = prompt_ids(engine.tokenizer, messages)
-    params = sampling_params(max_tokens, temperature)
+    ids, stop = answer_prompt(engine, question, sources)
+    params = sampling_params(max_tokens, temperature, stop)
     try:
-        engine.validate(ids, params, "messages")
+        engine.validate(ids, params, "query")
     except InvalidRequest as exc:
         raise RAGError(f"the question with its sources does not fit the model: {exc.message} "
                        "(ask for fewer sources, k, or fewer max_tokens)", param="k") from None
@@ -86,7 +77,7 @@ async def stream_async(engine: Any, ids: list[int], params: Any,
     minute), as the OpenAI routes do."""
     from forge_kernel.usage import report_usage
 
-    async for delta in engine.generate(f"rag-{uuid.uuid4().hex}", ids, params, "messages"):
+    async for delta in engine.generate(f"rag-{uuid.uuid4().hex}", ids, params, "query"):
         if delta.text:
             yield delta.text
         if delta.usage is not None:

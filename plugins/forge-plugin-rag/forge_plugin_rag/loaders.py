@@ -74,22 +74,26 @@ def load_docx(data: bytes, name: str) -> list[Block]:
     except Exception as exc:  # zipfile.BadZipFile, lxml errors
         raise UnreadableDocument(f"{name}: not a readable DOCX file ({type(exc).__name__}: "
                                  f"{exc})") from None
+    from docx.table import Table
+
     blocks: list[Block] = []
     heading = None
-    for paragraph in document.paragraphs:
-        text = paragraph.text.strip()
+    # body order, so a table belongs to the heading above it
+    for item in document.iter_inner_content():
+        if isinstance(item, Table):
+            for row in item.rows:
+                cells = [c.text.strip() for c in row.cells if c.text.strip()]
+                if cells:
+                    blocks.append(Block(" | ".join(cells), heading=heading))
+            continue
+        text = item.text.strip()
         if not text:
             continue
-        style = (paragraph.style.name if paragraph.style is not None else "") or ""
+        style = (item.style.name if item.style is not None else "") or ""
         if style.startswith("Heading") or style == "Title":
             heading = text
             continue
         blocks.append(Block(text, heading=heading))
-    for table in document.tables:
-        for row in table.rows:
-            cells = [c.text.strip() for c in row.cells if c.text.strip()]
-            if cells:
-                blocks.append(Block(" | ".join(cells), heading=heading))
     return blocks
 
 

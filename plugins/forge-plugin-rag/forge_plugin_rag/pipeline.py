@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from forge_plugin_rag.answer import Answer, Source, build_messages, sources_from_hits
+from forge_plugin_rag.answer import Answer, Source, sources_from_hits
 from forge_plugin_rag.chunking import chunk_blocks
 from forge_plugin_rag.config import RagConfig
 from forge_plugin_rag.document import Document
@@ -156,9 +156,8 @@ class RAGPipeline:
                usage: dict[str, int] | None = None) -> tuple[list[Source], Iterator[str]]:
         """Sources, and an iterator of the answer's text as it is generated."""
         sources = self.search(question, k)
-        text = self.generator.stream(build_messages(question, sources),
-                                     self.config.max_answer_tokens, self.config.temperature,
-                                     usage)
+        text = self.generator.stream(question, sources, self.config.max_answer_tokens,
+                                     self.config.temperature, usage)
         return sources, text
 
     def query(self, question: str, k: int | None = None) -> Answer:

@@ -20,7 +20,6 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
-from forge_plugin_rag.answer import build_messages
 from forge_plugin_rag.endpoint import error_json, field, in_thread, json_body, read_upload
 from forge_plugin_rag.errors import ModelNotFound, RAGError
 from forge_plugin_rag.loaders import kind_of
@@ -108,8 +107,7 @@ async def query(collection: str, request: Request):
             "model": server.model_name}
     if not generate:
         return {**head, "answer": None, "sources": [s.as_json() for s in sources]}
-    ids, params = prepare(server.engine, build_messages(question, sources), max_tokens,
-                          temperature)
+    ids, params = prepare(server.engine, question, sources, max_tokens, temperature)
     usage: dict[str, int] = {}
     deltas = stream_async(server.engine, ids, params, usage)
     if not stream:
