@@ -12,7 +12,7 @@ from forge_plugin_cuda.device_backend import TorchDeviceBackend
 def resolve_device_index(device: int | str | None) -> int:
     """``cuda:N`` / ``N`` / ``None`` (the ``[cuda] device`` setting) -> ``N``."""
     if device is None:
-        return int(settings.current.device)
+        return int(settings.current().device)
     if isinstance(device, int) and not isinstance(device, bool):
         return device
     text = str(device).strip().lower().removeprefix("cuda:")
@@ -36,7 +36,7 @@ class CudaBackend(TorchDeviceBackend):
         ok, reason = cuda_availability(index)
         if not ok:
             raise BackendUnavailable(f"backend 'cuda' is unavailable: {reason}")
-        dtype = dtype if dtype is not None else settings.current.dtype
+        dtype = dtype if dtype is not None else settings.current().dtype
         super().__init__(device=f"cuda:{index}", dtype=dtype, threads=threads)
         if self.compute_dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported():
             raise BackendUnavailable(f"backend 'cuda': cuda:{index} has no bfloat16 support; "
@@ -46,7 +46,7 @@ class CudaBackend(TorchDeviceBackend):
 
     @classmethod
     def availability(cls) -> tuple[bool, str]:
-        return cuda_availability(int(settings.current.device))
+        return cuda_availability(int(settings.current().device))
 
     def describe(self) -> str:
         name = torch.cuda.get_device_name(self.index)

@@ -15,7 +15,7 @@ def cuda_command(device: int | None) -> None:
     from forge_plugin_cuda import settings
     from forge_plugin_cuda.availability import cuda_availability
 
-    index = settings.current.device if device is None else device
+    index = settings.current().device if device is None else device
     ok, reason = cuda_availability(index)
     if not ok:
         click.echo(f"cuda: unavailable: {reason}", err=True)

@@ -40,7 +40,7 @@ def _create_device_paged(spec, config=None):
 def _settings():
     from forge_plugin_cuda import settings
 
-    return settings.current
+    return settings.current()
 
 
 @hookimpl
@@ -63,10 +63,8 @@ def forge_register_config_sections(register) -> None:
 @hookimpl
 def forge_configure(config) -> None:
     from forge_plugin_cuda import settings
-    from forge_plugin_cuda.settings import CudaSettings
 
-    section = config.section("cuda")
-    settings.current = section if isinstance(section, CudaSettings) else CudaSettings()
+    settings.configure(config.section("cuda"))
 
 
 @hookimpl
