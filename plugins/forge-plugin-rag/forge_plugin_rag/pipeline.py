@@ -142,7 +142,7 @@ class RAGPipeline:
         """The ``k`` most similar chunks, numbered best first."""
         if not isinstance(question, str) or not question.strip():
             raise RAGError("the question must be a non-empty string", param="query")
-        k = k or self.config.top_k
+        k = self.config.top_k if k is None else k
         if not 1 <= k <= 100:
             raise RAGError(f"k must be between 1 and 100, got {k}", param="k")
         with self._open() as collection:
