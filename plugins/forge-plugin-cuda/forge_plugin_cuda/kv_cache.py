@@ -71,21 +71,23 @@ class _DeviceStep:
 
 class DevicePagedKVCache(PagedKVCache):
     """Paged cache on ``spec.device``. Factory: ``DevicePagedKVCache(spec, config)``;
-    ``attention`` is ``auto``, ``triton`` or ``torch`` (see :func:`resolve_attention`)."""
+    ``attention`` is ``auto``, ``triton`` or ``torch`` (see :func:`resolve_attention`);
+    ``expand_kv`` makes the torch path repeat kv heads instead of SDPA's grouped-query mode
+    (default: on MPS, which lacks it)."""
 
     name = "device-paged"
     supports_prefix_caching = True
     supports_fork = True
 
     def __init__(self, spec: KVCacheSpec, config: KVCacheConfig | None = None,
-                 attention: str = "auto") -> None:
+                 attention: str = "auto", expand_kv: bool | None = None) -> None:
         # The parent sizes the pool and the bookkeeping; its storage goes to the meta device
         # (free) because this cache allocates its own, one scratch block larger.
         super().__init__(dataclasses.replace(spec, device="meta"), config)
         self.spec = spec
         self.device = torch.device(spec.device)
         self.attention = resolve_attention(attention, self.device)
-        self._expand_kv = self.device.type == "mps"
+        self._expand_kv = self.device.type == "mps" if expand_kv is None else expand_kv
         self.scratch_block = self.num_blocks
         shape = (spec.num_layers, self.num_blocks + 1, self.block_size, spec.num_kv_heads,
                  spec.head_dim)

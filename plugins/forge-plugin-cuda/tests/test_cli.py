@@ -1,0 +1,45 @@
+"""On a machine without CUDA: `forge serve --backend cuda`, `forge run --backend cuda` and
+`forge cuda` exit non-zero with the reason and never serve or generate on the CPU."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+pytestmark = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+
+
+def _forge(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    import os
+
+    return subprocess.run([sys.executable, "-m", "forge_kernel", *args], capture_output=True,
+                          text=True, timeout=300, env={**os.environ, **(env or {})})
+
+
+def test_serve_refuses_with_the_reason():
+    done = _forge("serve", "--backend", "cuda", "--port", "8799")
+    assert done.returncode != 0
+    assert "backend 'cuda' is unavailable: torch" in done.stderr
+    assert "CPU-only build" in done.stderr
+    assert "forge serving" not in done.stderr  # no fallback server came up
+
+
+def test_run_refuses_with_the_reason():
+    done = _forge("run", "--backend", "cuda", "hello")
+    assert done.returncode != 0 and "backend 'cuda' is unavailable" in done.stderr
+
+
+def test_forge_cuda_reports_the_reason():
+    done = _forge("cuda", env={"FORGE_CUDA_DEVICE": "3"})
+    assert done.returncode == 1 and done.stderr.strip().endswith(
+        "install a CUDA build of the same torch version")
+    assert "cuda: unavailable: " in done.stderr
+
+
+def test_forge_plugins_lists_the_backend_and_cache():
+    done = _forge("plugins")
+    line = next(ln for ln in done.stdout.splitlines() if ln.startswith("cuda "))
+    assert "backend" in line and "kv_cache" in line and "loaded" in line

@@ -1,0 +1,1 @@
+"""forge-plugin-metal: the ``metal`` compute backend on torch MPS."""
