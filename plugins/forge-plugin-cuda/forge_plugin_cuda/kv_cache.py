@@ -23,12 +23,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from forge_plugin_kv_paged.cache import PagedKVCache
 
 from forge_kernel.errors import ConfigError, KVCacheFull
 from forge_kernel.interfaces.kv_cache import KVCacheConfig, KVCacheSpec
 from forge_plugin_cuda import torch_attention
 from forge_plugin_cuda.availability import BackendUnavailable
-from forge_plugin_kv_paged.cache import PagedKVCache
 
 ATTENTION = ("auto", "triton", "torch")
 

@@ -7,7 +7,6 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-
 from forge_plugin_cuda.availability import BackendUnavailable, cuda_availability
 
 

@@ -4,9 +4,9 @@ BackendConformance suite, in bfloat16 and float16, plus real tensors of the defa
 from __future__ import annotations
 
 import pytest
+from forge_plugin_cuda.device_backend import TorchDeviceBackend
 
 from forge_kernel.testing.conformance.backend import BackendConformance
-from forge_plugin_cuda.device_backend import TorchDeviceBackend
 
 REAL_NAMES = ["blk.0.attn_q.weight", "blk.0.attn_v.weight", "blk.0.attn_output.weight",
               "blk.0.ffn_down.weight", "blk.0.attn_norm.weight"]

@@ -11,12 +11,12 @@ os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
-
-from forge_kernel.interfaces.kv_cache import KVCacheConfig  # noqa: E402
-from forge_kernel.modeling import build_causal_lm  # noqa: E402
 from forge_plugin_cuda.device_backend import TorchDeviceBackend  # noqa: E402
 from forge_plugin_cuda.kv_cache import DevicePagedKVCache  # noqa: E402
 from forge_plugin_cuda.parity import greedy_generate  # noqa: E402
+
+from forge_kernel.interfaces.kv_cache import KVCacheConfig  # noqa: E402
+from forge_kernel.modeling import build_causal_lm  # noqa: E402
 
 testing = pytest.importorskip("forge_plugin_models.testing")
 cpu_backend = pytest.importorskip("forge_plugin_cpu.backend")

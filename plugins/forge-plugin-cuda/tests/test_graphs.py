@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from forge_plugin_cuda.graphs import (
     DecodeGraphRunner,
     DecodeInputs,

@@ -4,10 +4,10 @@ sampler's, sampled rows follow the filtered distribution and are reproducible pe
 from __future__ import annotations
 
 import torch
+from forge_plugin_cuda.sampling import sample_on_device
 
 from forge_kernel.engine.sampler import SamplingRow, sample
 from forge_kernel.engine.types import SamplingParams
-from forge_plugin_cuda.sampling import sample_on_device
 
 
 def _row(seed=None, **params):

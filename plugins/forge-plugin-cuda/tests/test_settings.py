@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-
-from forge_kernel.plugins import get_host
 from forge_plugin_cuda import settings
 from forge_plugin_cuda.backend import resolve_device_index
+
+from forge_kernel.plugins import get_host
 
 
 @pytest.fixture(autouse=True)

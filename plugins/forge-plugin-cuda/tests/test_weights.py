@@ -8,9 +8,10 @@ import torch
 
 pytest.importorskip("gguf")
 
-from forge_kernel.testing.conformance.weights import ALL_QTYPES, random_weight  # noqa: E402
 from forge_plugin_cuda.device_backend import TorchDeviceBackend  # noqa: E402
 from forge_plugin_cuda.weights import parse_dtype, row_chunks, to_device_matrix  # noqa: E402
+
+from forge_kernel.testing.conformance.weights import ALL_QTYPES, random_weight  # noqa: E402
 
 
 @pytest.mark.parametrize("qtype", ALL_QTYPES)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import torch
-
 from forge_plugin_cuda.availability import BackendUnavailable
 from forge_plugin_cuda.device_backend import TorchDeviceBackend
+
 from forge_plugin_metal.availability import mps_availability
 
 

@@ -10,15 +10,15 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-
-from forge_kernel.interfaces.kv_cache import KVCacheConfig
-from forge_kernel.modeling import build_causal_lm
-from forge_kernel.plugins import get_host
 from forge_plugin_cuda.availability import BackendUnavailable
 from forge_plugin_cuda.device_backend import TorchDeviceBackend
 from forge_plugin_cuda.kv_cache import DevicePagedKVCache
 from forge_plugin_cuda.parity import greedy_generate
 from forge_plugin_metal.availability import mps_availability
+
+from forge_kernel.interfaces.kv_cache import KVCacheConfig
+from forge_kernel.modeling import build_causal_lm
+from forge_kernel.plugins import get_host
 
 ON_MPS = torch.backends.mps.is_available()
 
