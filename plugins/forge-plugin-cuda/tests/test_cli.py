@@ -43,3 +43,17 @@ def test_forge_plugins_lists_the_backend_and_cache():
     done = _forge("plugins")
     line = next(ln for ln in done.stdout.splitlines() if ln.startswith("cuda "))
     assert "backend" in line and "kv_cache" in line and "loaded" in line
+
+
+def test_device_check_script_reports_why_it_cannot_run(tmp_path):
+    from pathlib import Path
+
+    script = Path(__file__).parents[1] / "scripts" / "device_check.py"
+    done = subprocess.run([sys.executable, str(script), "--out", str(tmp_path), "--skip-bench"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1 and "environment: FAILED" in done.stdout
+    import json
+
+    report = json.loads((tmp_path / "device_check.json").read_text())
+    assert report["environment"]["available"] is False and report["environment"]["reason"]
+    assert list(report["status"]) == ["environment"]  # nothing runs without a device
