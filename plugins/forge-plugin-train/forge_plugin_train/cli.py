@@ -161,3 +161,19 @@ def show_command(run_ref: str) -> None:
     metrics = run.metrics()
     info["last_metrics"] = metrics[-1] if metrics else None
     click.echo(json.dumps(info, indent=2, sort_keys=True, default=str))
+
+
+def main() -> None:
+    """Entry point of ``python -m forge_plugin_train``: errors as one line, exit status 2."""
+    from forge_kernel.errors import ForgeError
+
+    try:
+        train_group.main(standalone_mode=False)
+    except ForgeError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        raise SystemExit(2) from None
+    except click.exceptions.Abort:
+        raise SystemExit(130) from None
+    except click.ClickException as exc:
+        exc.show()
+        raise SystemExit(exc.exit_code) from None

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 from conftest import write_jsonl
-
 from forge_plugin_train.data import IGNORE, TrainData
 from forge_plugin_train.modeling import load_tokenizer
 from forge_plugin_train.records import DataError

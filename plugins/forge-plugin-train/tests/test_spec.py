@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from forge_plugin_train.spec import RunSpec
 
 from forge_kernel.errors import ConfigError
-from forge_plugin_train.spec import RunSpec
 
 
 def test_yaml_dict_and_overrides_agree(tmp_path: Path) -> None:
@@ -54,7 +54,6 @@ def test_missing_data_and_file_errors(tmp_path: Path) -> None:
 def test_cli_flags_build_the_spec_file_would(tmp_path: Path, monkeypatch) -> None:
     """``forge train`` flags are overrides of the same spec (checked without training)."""
     from click.testing import CliRunner
-
     from forge_plugin_train import api, cli
 
     seen: list[RunSpec] = []
