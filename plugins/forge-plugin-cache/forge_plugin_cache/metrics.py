@@ -36,6 +36,9 @@ class CacheCollector:
         skipped = CounterMetricFamily(
             "forge_cache_store_skipped", "Missed answers not stored (error, abort, too large).")
         skipped.add_metric([], stats.skipped)
+        coalesced = CounterMetricFamily(
+            "forge_cache_coalesced", "Hits that waited for an identical request in flight.")
+        coalesced.add_metric([], stats.coalesced)
         entries = GaugeMetricFamily("forge_cache_entries", "Entries held per tier.",
                                     labels=["tier"])
         size = GaugeMetricFamily("forge_cache_bytes", "Bytes held per tier.", labels=["tier"])
@@ -47,7 +50,7 @@ class CacheCollector:
                 entries.add_metric([tier.name], held[0])
                 size.add_metric([tier.name], held[1])
             up.add_metric([tier.name], 1 if tier.up() else 0)
-        yield from (requests, hits, stores, skipped, entries, size, up)
+        yield from (requests, hits, stores, skipped, coalesced, entries, size, up)
 
 
 def register_metrics(server: Any, cache: ResponseCache) -> bool:

@@ -11,10 +11,16 @@ Every answer carries ``x-forge-cache: hit | miss | bypass`` (and on a hit
 ``x-forge-cache-source``: the tier, plus ``x-forge-cache-similarity`` for a semantic match).
 Opt-outs: ``"cache": false`` in the body or ``Cache-Control: no-store`` skip the cache
 entirely; ``Cache-Control: no-cache`` skips the lookup but stores the fresh answer.
+
+Identical non-streaming requests arriving while the first is being generated wait for it and
+are answered from the cache (request coalescing), so a burst costs one generation. Streams are
+not held back: a follower would see nothing until the leader finished, worse than generating
+alongside it in the same batch.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -81,6 +87,7 @@ class CacheMiddleware:
         self.cache = cache
         self.fingerprint = fingerprint
         self.share_across_keys = share_across_keys
+        self._inflight: dict[str, asyncio.Event] = {}  # key -> set when its leader is done
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if (scope["type"] != "http" or scope.get("method") != "POST"
@@ -108,13 +115,27 @@ class CacheMiddleware:
             self.cache.stats.requests["bypass"] += 1
             await self.app(scope, receive, _tagging(send, b"bypass"))
             return
+        stream = bool(body.get("stream"))
         hit = None if "no-cache" in directives else await self._lookup(request)
+        leader = self._inflight.get(request.key)
+        if hit is None and leader is not None and not stream and "no-cache" not in directives:
+            await leader.wait()
+            hit = await self._lookup(request)  # None if the leader's answer was not stored
+            self.cache.stats.coalesced += hit is not None
         if hit is not None:
             self.cache.stats.requests["hit"] += 1
             await self._replay(send, hit)
             return
         self.cache.stats.requests["miss"] += 1
-        await self._forward_and_store(scope, receive, send, request, bool(body.get("stream")))
+        done = None
+        if not stream and request.key not in self._inflight:
+            done = self._inflight[request.key] = asyncio.Event()
+        try:
+            await self._forward_and_store(scope, receive, send, request, stream)
+        finally:
+            if done is not None:
+                del self._inflight[request.key]
+                done.set()
 
     async def _lookup(self, request: CacheRequest) -> Hit | None:
         try:

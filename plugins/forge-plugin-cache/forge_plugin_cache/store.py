@@ -22,13 +22,15 @@ log = get_logger("forge.cache")
 @dataclass(slots=True)
 class CacheStats:
     """What the cache did: ``requests`` by result (hit/miss/bypass), ``hits`` by
-    ``(tier, match)`` with match ``exact`` or ``semantic``, ``stores`` and ``skipped`` stores
-    (incomplete, failed or oversized responses)."""
+    ``(tier, match)`` with match ``exact`` or ``semantic``, ``stores``, ``skipped`` stores
+    (incomplete, failed or oversized responses) and ``coalesced`` hits (requests that waited
+    for an identical one in flight)."""
 
     requests: Counter = field(default_factory=Counter)
     hits: Counter = field(default_factory=Counter)
     stores: int = 0
     skipped: int = 0
+    coalesced: int = 0
 
 
 @dataclass(slots=True)

@@ -28,6 +28,7 @@ def endpoint(calls: list):
     async def chat(request: Request):
         body = await request.json()
         calls.append(body)
+        await asyncio.sleep(body.get("delay", 0))
         text = f"answer {len(calls)}"
         finish = body.get("finish", "stop")
         if body.get("fail"):
@@ -63,11 +64,15 @@ class Harness:
         self.app = AuthMiddleware(inner, store)
 
     def post(self, body, key=None, headers=None):
+        return self.concurrently([body], key, headers)[0]
+
+    def concurrently(self, bodies, key=None, headers=None):
         async def go():
             transport = httpx.ASGITransport(app=self.app)
             async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-                return await client.post(CHAT, json=body, headers={
+                return await asyncio.gather(*(client.post(CHAT, json=body, headers={
                     "authorization": f"Bearer {key or self.key_a}", **(headers or {})})
+                    for body in bodies))
         return asyncio.run(go())
 
 
@@ -145,3 +150,18 @@ def test_semantic_match_within_the_same_parameters(tmp_path):
     assert h.post(far).headers["x-forge-cache"] == "miss"
     other_params = {**close, "max_tokens": 3}  # a different group: never matched across
     assert h.post(other_params).headers["x-forge-cache"] == "miss" and len(h.calls) == 3
+
+
+def test_identical_requests_in_flight_are_coalesced_but_streams_are_not(tmp_path):
+    h = Harness(tmp_path)
+    slow = {**BODY, "delay": 0.3}
+    answers = h.concurrently([slow] * 3)
+    assert sorted(r.headers["x-forge-cache"] for r in answers) == ["hit", "hit", "miss"]
+    assert len(h.calls) == 1 and h.cache.stats.coalesced == 2
+    assert len({r.json()["choices"][0]["message"]["content"] for r in answers}) == 1
+    failing = {**slow, "finish": "abort", "seed": 5}  # the leader's answer is not stored:
+    answers = h.concurrently([failing] * 2)  # the follower generates its own
+    assert [r.headers["x-forge-cache"] for r in answers] == ["miss", "miss"]
+    assert len(h.calls) == 3
+    streams = h.concurrently([{**slow, "stream": True, "seed": 9}] * 2)
+    assert [r.headers["x-forge-cache"] for r in streams] == ["miss", "miss"]
