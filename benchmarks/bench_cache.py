@@ -71,7 +71,7 @@ def tiers_part(names: list[str], ops: int, size: int, semantic: bool) -> dict:
                 if shutil.which("redis-server") is None:
                     results[name] = "skipped: redis-server not installed"
                     continue
-                from redis_helper import RedisServer  # the tests' loopback redis-server
+                from cache_redis import RedisServer  # the tests' loopback redis-server
 
                 redis = RedisServer(Path(tmp)).start()
                 try:

@@ -7,13 +7,13 @@ import os
 import time
 
 import pytest
+from cache_redis import RedisServer
 from forge_plugin_cache.backends.disk import DiskBackend
 from forge_plugin_cache.backends.memory import MemoryBackend
 from forge_plugin_cache.backends.redis_tier import RedisBackend
 from forge_plugin_cache.entry import CachedResponse
 from forge_plugin_cache.keys import CacheRequest
 from forge_plugin_cache.store import ResponseCache
-from redis_helper import RedisServer
 
 
 def run(coro):

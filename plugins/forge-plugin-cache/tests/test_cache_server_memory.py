@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import openai
 import pytest
-from server_helper import (
+from cache_server import (
     MESSAGES,
     MODEL,
     SERVER_ARGS,

@@ -9,8 +9,8 @@ from __future__ import annotations
 import time
 
 import pytest
-from redis_helper import RedisServer
-from server_helper import (
+from cache_redis import RedisServer
+from cache_server import (
     SERVER_ARGS,
     cache_env,
     chat,
