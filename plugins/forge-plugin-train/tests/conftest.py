@@ -33,6 +33,11 @@ def make_tiny_model(directory: Path, seed: int = 0) -> Path:
     return directory
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "default_model: trains the default Gemma 3 270M "
+                            "(minutes on 2 cores; run in CI, deselect with -m 'not default_model')")
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_tiny_model(tmp_path_factory.mktemp("tiny-gemma3"))
