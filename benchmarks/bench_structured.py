@@ -1,0 +1,134 @@
+"""Structured output on the default model through the engine (no HTTP): validity and overhead.
+
+1. ``--validity``: 10 JSON schemas (nested objects, arrays, enums, numbers, required fields) x
+   10 prompts, greedy and sampled (``--per-schema`` each); every output must parse and validate
+   with ``jsonschema``. Prints the valid/total counts and the compile/first-mask times.
+2. ``--overhead``: 16 concurrent streams of fixed length; run A has all 16 free, run B has half
+   of them JSON-constrained. Reports the free streams' decode tok/s in both runs and the
+   slowdown (the issue's bar: <= 10%), plus the mean sampler mask time per constrained row.
+
+    python benchmarks/bench_structured.py --validity --overhead [--per-schema 10]
+
+Numbers on a shared 2-core machine are noisy: run it alone and report the conditions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import jsonschema
+
+from forge_kernel.engine.builder import build_engine
+from forge_kernel.engine.types import SamplingParams
+from forge_kernel.interfaces.constraint import ConstraintSpec
+
+S, INT, N, B = {"type": "string", "maxLength": 24}, {"type": "integer"}, {"type": "number"}, \
+    {"type": "boolean"}
+
+
+def obj(props: dict, required: list[str] | None = None) -> dict:
+    return {"type": "object", "properties": props, "required": required or list(props),
+            "additionalProperties": False}
+
+
+SCHEMAS = [
+    obj({"name": S, "age": {"type": "integer", "minimum": 0, "maximum": 120}}),
+    obj({"title": S, "tags": {"type": "array", "items": S, "maxItems": 4}}),
+    obj({"city": S, "location": obj({"lat": N, "lon": N})}),
+    obj({"status": {"enum": ["open", "closed", "pending"]}, "priority": INT}),
+    obj({"product": S, "price": N, "in_stock": B}),
+    obj({"user": obj({"id": INT, "email": S}), "roles": {"type": "array", "maxItems": 3,
+                                                      "items": {"enum": ["admin", "dev"]}}}),
+    obj({"points": {"type": "array", "maxItems": 3, "items": obj({"x": INT, "y": INT})}}),
+    obj({"answer": {"enum": ["yes", "no"]}, "confidence": {"type": "number", "minimum": 0,
+                                                          "maximum": 1}}),
+    obj({"event": S, "date": {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"},
+         "attendees": INT}),
+    obj({"name": S, "nickname": S, "score": INT}, required=["name", "score"]),
+]
+PROMPTS = ["Give an example as JSON.", "Describe a random item as JSON.", "JSON please.",
+           "Make up data.", "Return one record.", "Fill in the fields.", "An example, in JSON.",
+           "Invent a plausible record.", "Write the JSON object.", "One more example."]
+
+
+def run(engine, requests) -> tuple[list[str], list[list[float]]]:
+    texts, times = [""] * len(requests), [[] for _ in requests]
+    for i, (prompt, params) in enumerate(requests):
+        engine.add_request(f"b{i}", prompt, params)
+    while engine.has_unfinished():
+        events = engine.step()
+        now = time.perf_counter()
+        for rid, delta in events:
+            i = int(rid[1:])
+            texts[i] += delta.text
+            times[i].append(now)
+    return texts, times
+
+
+def validity(engine, per_schema: int) -> None:
+    tok = engine.tokenizer
+    valid = total = 0
+    for k, schema in enumerate(SCHEMAS):
+        t = time.perf_counter()
+        engine.validate([2], SamplingParams(constraint=ConstraintSpec("json_schema", schema)))
+        compile_ms = (time.perf_counter() - t) * 1e3
+        requests = []
+        for j in range(per_schema):
+            prompt = tok.encode(tok.apply_chat_template(
+                [{"role": "user", "content": PROMPTS[j % len(PROMPTS)]}]),
+                add_special_tokens=False)
+            for temperature in (0.0, 1.0):
+                requests.append((prompt, SamplingParams(
+                    max_tokens=160, temperature=temperature, seed=j,
+                    constraint=ConstraintSpec("json_schema", schema))))
+        texts, _ = run(engine, requests)
+        ok = 0
+        for text in texts:
+            try:
+                jsonschema.validate(json.loads(text), schema)
+                ok += 1
+            except (ValueError, jsonschema.ValidationError) as exc:
+                print(f"  schema {k}: INVALID {text[:80]!r}: {exc}"[:200])
+        valid, total = valid + ok, total + len(texts)
+        print(f"schema {k}: {ok}/{len(texts)} valid, compile {compile_ms:.1f} ms", flush=True)
+    print(f"validity: {valid}/{total} outputs parse and validate")
+
+
+def overhead(engine, tokens: int = 64) -> None:
+    tok = engine.tokenizer
+    prompt = tok.encode(tok.apply_chat_template([{"role": "user", "content": "Tell a story."}]),
+                        add_special_tokens=False)
+    schema = obj({"story": {"type": "string"}})  # long enough to last the whole run
+    free = SamplingParams(max_tokens=tokens, temperature=0.0, ignore_eos=True)
+
+    def rate(times: list[float]) -> float:
+        return (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 else 0.0
+
+    run(engine, [(prompt, free)] * 2)  # warm-up (and the tokenizer table)
+    _, times_a = run(engine, [(prompt, free)] * 16)
+    constrained = SamplingParams(max_tokens=tokens, temperature=0.0,
+                                 constraint=ConstraintSpec("json_schema", schema))
+    _, times_b = run(engine, [(prompt, free)] * 8 + [(prompt, constrained)] * 8)
+    a = sum(rate(t) for t in times_a[:8]) / 8
+    b = sum(rate(t) for t in times_b[:8]) / 8
+    print(f"free streams' decode rate: {a:.2f} tok/s each (16 free) vs {b:.2f} tok/s each "
+          f"(8 free + 8 constrained): slowdown {100 * (1 - b / a):.1f}%")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--validity", action="store_true")
+    ap.add_argument("--overhead", action="store_true")
+    ap.add_argument("--per-schema", type=int, default=10)
+    args = ap.parse_args()
+    engine = build_engine()
+    if args.validity:
+        validity(engine, args.per_schema)
+    if args.overhead:
+        overhead(engine)
+
+
+if __name__ == "__main__":
+    main()
