@@ -53,8 +53,16 @@ def _dequantized(gguf: Path) -> Path:
 
     log.info("dequantizing %s once into %s", gguf, out)
     tmp = out.with_name(out.name + f".tmp{os.getpid()}")
-    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name,
-                                                 dtype=torch.float32)
+    loaded = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name,
+                                                  dtype=torch.float32)
+    # transformers refuses to save a GGUF-loaded model (its quantizer marks it unserializable):
+    # rebuild a plain fp32 model from the config without the GGUF quantization entry
+    config = loaded.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.load_state_dict(loaded.state_dict())
+    del loaded
     model.save_pretrained(tmp)
     tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     tokenizer.save_pretrained(tmp)

@@ -81,7 +81,8 @@ def test_seeded_order_and_streaming(tok, tmp_path: Path) -> None:
     ('{"prompt": "a", "completion": "b"}\n{"prompt": 3, "completion": "b"}\n',
      r"d\.jsonl:2: field 'prompt' must be a string, not int"),
     ('{"prompt": "a", "completion": "b"}\n{oops\n', r"d\.jsonl:2: not valid JSON"),
-    ('{"messages": [{"role": "bot", "content": "x"}]}\n', r"d\.jsonl:1: field 'messages\[0\]\.role'"),
+    ('{"messages": [{"role": "bot", "content": "x"}]}\n',
+     r"d\.jsonl:1: field 'messages\[0\]\.role'"),
     ('{"foo": 1}\n', r"d\.jsonl:1: cannot tell the format"),
     ('{"prompt": "p", "chosen": "a", "rejected": "b"}\n', r"d\.jsonl:1: a preference record"),
 ])
