@@ -1,0 +1,1 @@
+"""GGML block quantization to GGUF (``forge quantize --method ggml``)."""
