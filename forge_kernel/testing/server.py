@@ -66,16 +66,19 @@ class ForgeServer:
 
 
 def start_server(args: list[str], home: Path, env: dict[str, str] | None = None,
-                 ready_path: str = "/v1/models", headers: dict[str, str] | None = None
-                 ) -> ForgeServer:
-    """Start ``forge serve ARGS`` and wait until ``ready_path`` answers (any non-5xx)."""
+                 ready_path: str = "/v1/models", headers: dict[str, str] | None = None,
+                 launcher: list[str] | None = None) -> ForgeServer:
+    """Start ``forge serve ARGS`` and wait until ``ready_path`` answers (any non-5xx).
+
+    ``launcher`` is the command that runs the ``forge`` CLI (default ``python -m
+    forge_kernel``), e.g. a script that first makes a plugin unimportable."""
     port = free_port()
     home.mkdir(parents=True, exist_ok=True)
     log_path = home / f"serve-{port}.log"
     full_env = {**os.environ, "FORGE_HOME": str(home), "FORGE_LOG_FORMAT": "json",
                 **(env or {})}
-    cmd = [sys.executable, "-m", "forge_kernel", "serve", "--host", "127.0.0.1", "--port",
-           str(port), *args]
+    cmd = [*(launcher or [sys.executable, "-m", "forge_kernel"]), "serve", "--host", "127.0.0.1",
+           "--port", str(port), *args]
     with log_path.open("w") as log:
         process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=full_env)
     server = ForgeServer(process, port, home, log_path, full_env)

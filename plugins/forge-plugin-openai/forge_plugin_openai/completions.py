@@ -2,50 +2,42 @@
 
 from __future__ import annotations
 
-import json
 import time
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-
-from forge_kernel.engine.types import InvalidRequest
-from forge_kernel.log import bind_request_id
-from forge_plugin_openai.errors import APIError, error_body, model_not_found
-from forge_plugin_openai.generation import (
+from forge_plugin_protocol.errors import APIError, error_body
+from forge_plugin_protocol.prepare import Prepared, prepare
+from forge_plugin_protocol.protocol import ChatCompletionRequest, CompletionRequest
+from forge_plugin_protocol.streaming import (
     ClientDisconnected,
+    add_usage,
     chat_logprobs,
     collect,
     completion_logprobs,
+    sse,
     stream,
     usage_json,
 )
-from forge_plugin_openai.protocol import ChatCompletionRequest, CompletionRequest
+
+from forge_kernel.engine.types import InvalidRequest, Usage
+from forge_kernel.log import bind_request_id
 
 router = APIRouter()
 CLIENT_CLOSED = 499
 """Status logged for requests whose client disconnected (nginx's convention)."""
 
 
-def _server(request: Request) -> Any:
-    return request.app.state.forge
-
-
-def _common(request: Request, body: Any, prefix: str) -> tuple[Any, str, dict[str, Any]]:
-    server = _server(request)
-    if not server.serves(body.model):
-        raise model_not_found(body.model)
-    request_id = f"{prefix}-{uuid.uuid4().hex}"
-    bind_request_id(request_id)
-    head = {"id": request_id, "created": int(time.time()), "model": server.model_name,
-            "system_fingerprint": request.app.state.fingerprint}
-    return server.engine, request_id, head
-
-
-def _sse(payload: dict[str, Any] | str) -> str:
-    return f"data: {payload if isinstance(payload, str) else json.dumps(payload)}\n\n"
+def _prepare(request: Request, body: Any) -> tuple[Any, Prepared, dict[str, Any]]:
+    """The shared :func:`~forge_plugin_protocol.prepare.prepare`, plus the response head."""
+    server = request.app.state.forge
+    prepared = prepare(server, body)
+    bind_request_id(prepared.request_id)
+    head = {"id": prepared.request_id, "created": int(time.time()),
+            "model": server.model_name, "system_fingerprint": request.app.state.fingerprint}
+    return server.engine, prepared, head
 
 
 def _headers(request_id: str) -> dict[str, str]:
@@ -54,20 +46,18 @@ def _headers(request_id: str) -> dict[str, str]:
 
 @router.post("/v1/chat/completions")
 async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
-    engine, request_id, head = _common(request, body, "chatcmpl")
-    tokenizer = engine.tokenizer
-    [prompt_ids] = body.prompt_ids(tokenizer)
-    params = body.to_params(engine.generation_defaults())
-    engine.validate(prompt_ids, params, "messages")
+    engine, p, head = _prepare(request, body)
+    request_id, [prompt_ids], params = p.request_id, p.prompts, p.params
     if body.stream:
         return StreamingResponse(_chat_stream(engine, request_id, head, prompt_ids, params,
                                               body.include_usage),
                                  media_type="text/event-stream", headers=_headers(request_id))
     try:
-        choices, usage = await collect(request, engine, request_id, [prompt_ids], params,
+        choices, usage = await collect(request, engine, request_id, p.prompts, params,
                                        "messages")
     except ClientDisconnected:
         return Response(status_code=CLIENT_CLOSED)
+    tokenizer = engine.tokenizer
     result = {**head, "object": "chat.completion", "choices": [
         {"index": c.index, "message": {"role": "assistant", "content": c.text},
          "logprobs": chat_logprobs(tokenizer, c.logprobs) if params.logprobs is not None
@@ -83,7 +73,7 @@ async def _chat_stream(engine, request_id, head, prompt_ids, params,
 
     def chunk(index: int, delta: dict[str, Any], finish: str | None = None,
               logprobs: Any = None) -> str:
-        return _sse({**base, "choices": [{"index": index, "delta": delta, "logprobs": logprobs,
+        return sse({**base, "choices": [{"index": index, "delta": delta, "logprobs": logprobs,
                                           "finish_reason": finish}], **extra})
 
     for index in range(params.n):
@@ -97,24 +87,19 @@ async def _chat_stream(engine, request_id, head, prompt_ids, params,
             if delta.finish_reason is not None:
                 yield chunk(delta.index, {}, delta.finish_reason)
             if delta.usage is not None and include_usage:
-                yield _sse({**base, "choices": [], "usage": usage_json(delta.usage)})
+                yield sse({**base, "choices": [], "usage": usage_json(delta.usage)})
     except (InvalidRequest, APIError) as exc:
-        yield _sse(error_body(str(exc), 400, getattr(exc, "param", None),
+        yield sse(error_body(str(exc), 400, getattr(exc, "param", None),
                               getattr(exc, "code", None)))
     except Exception as exc:  # noqa: BLE001 - the stream is open: report inside it
-        yield _sse(error_body(f"generation failed: {exc}", 500, None, "internal_error"))
-    yield _sse("[DONE]")
+        yield sse(error_body(f"generation failed: {exc}", 500, None, "internal_error"))
+    yield sse("[DONE]")
 
 
 @router.post("/v1/completions")
 async def completions(body: CompletionRequest, request: Request) -> Response:
-    engine, request_id, head = _common(request, body, "cmpl")
-    tokenizer = engine.tokenizer
-    prompts = body.prompt_ids(tokenizer)
-    params = body.to_params(engine.generation_defaults())
-    for ids in prompts:
-        engine.validate(ids, params, "prompt")
-    echoes = [tokenizer.decode(ids) if body.echo else "" for ids in prompts]
+    engine, p, head = _prepare(request, body)
+    request_id, prompts, params, echoes = p.request_id, p.prompts, p.params, p.echoes
     if body.stream:
         return StreamingResponse(_completion_stream(engine, request_id, head, prompts, params,
                                                     body.include_usage, echoes),
@@ -126,7 +111,7 @@ async def completions(body: CompletionRequest, request: Request) -> Response:
     out = []
     for c in choices:
         prefix = echoes[c.index // params.n]
-        logprobs = (completion_logprobs(tokenizer, c.logprobs, len(prefix))
+        logprobs = (completion_logprobs(engine.tokenizer, c.logprobs, len(prefix))
                     if params.logprobs is not None else None)
         out.append({"index": c.index, "text": prefix + c.text, "logprobs": logprobs,
                     "finish_reason": c.finish_reason})
@@ -143,29 +128,21 @@ async def _completion_stream(engine, request_id, head, prompts, params, include_
         for p, ids in enumerate(prompts):  # prompts of one request stream one after another
             for i in range(params.n):
                 if echoes[p]:
-                    yield _sse({**base, "choices": [{"index": p * params.n + i, "text": echoes[p],
+                    yield sse({**base, "choices": [{"index": p * params.n + i, "text": echoes[p],
                                                      "logprobs": None, "finish_reason": None}],
                                 **extra})
             async for delta in stream(engine, f"{request_id}-{p}", ids, params, "prompt"):
                 logprobs = (completion_logprobs(engine.tokenizer, delta.logprobs or [])
                             if params.logprobs is not None else None)
-                yield _sse({**base, "choices": [{"index": p * params.n + delta.index,
+                yield sse({**base, "choices": [{"index": p * params.n + delta.index,
                                                  "text": delta.text, "logprobs": logprobs,
                                                  "finish_reason": delta.finish_reason}],
                             **extra})
                 if delta.usage is not None:
-                    total = _add(total, delta.usage)
+                    total = add_usage(total or Usage(), delta.usage)
         if include_usage and total is not None:
-            yield _sse({**base, "choices": [], "usage": usage_json(total)})
+            yield sse({**base, "choices": [], "usage": usage_json(total)})
     except Exception as exc:  # noqa: BLE001 - the stream is open: report inside it
-        yield _sse(error_body(f"generation failed: {exc}", 500, None, "internal_error"))
-    yield _sse("[DONE]")
+        yield sse(error_body(f"generation failed: {exc}", 500, None, "internal_error"))
+    yield sse("[DONE]")
 
-
-def _add(total, usage):
-    if total is None:
-        return usage
-    total.prompt_tokens += usage.prompt_tokens
-    total.completion_tokens += usage.completion_tokens
-    total.cached_tokens += usage.cached_tokens
-    return total

@@ -7,11 +7,11 @@ import struct
 from typing import Any
 
 from fastapi import APIRouter, Request
+from forge_plugin_protocol.errors import APIError, model_not_found
+from forge_plugin_protocol.protocol import DetokenizeRequest, EmbeddingRequest, TokenizeRequest
 
 from forge_kernel.engine.types import InvalidRequest
 from forge_kernel.usage import report_usage
-from forge_plugin_openai.errors import APIError, model_not_found
-from forge_plugin_openai.protocol import DetokenizeRequest, EmbeddingRequest, TokenizeRequest
 
 router = APIRouter()
 

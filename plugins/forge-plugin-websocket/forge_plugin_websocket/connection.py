@@ -7,7 +7,8 @@ import asyncio
 import logging
 from typing import Any
 
-from forge_plugin_openai.errors import APIError
+from forge_plugin_protocol.errors import APIError
+from forge_plugin_protocol.prepare import prepare
 
 from forge_kernel.engine.types import InvalidRequest
 from forge_plugin_websocket import messages
@@ -15,7 +16,6 @@ from forge_plugin_websocket.config import WebSocketConfig
 from forge_plugin_websocket.generation import Generation
 from forge_plugin_websocket.messages import Cancel, Generate, Ping, ProtocolError
 from forge_plugin_websocket.outbox import Outbox
-from forge_plugin_websocket.prepare import prepare
 from forge_plugin_websocket.stats import EndpointStats
 
 log = logging.getLogger("forge.websocket")
@@ -88,7 +88,8 @@ class Connection:
                                 "generations (the limit); wait for one to finish", status=429,
                                 code="too_many_generations", id=msg.id)
         try:
-            prepared = prepare(self.server, msg.body)
+            prepared = prepare(self.server, msg.body,
+                               "wschat" if msg.kind == "chat.completion" else "wscmpl")
         except (InvalidRequest, APIError) as exc:
             raise ProtocolError(exc.message, param=exc.param, code=exc.code,
                                 status=getattr(exc, "status", 400), id=msg.id) from None

@@ -7,8 +7,9 @@ import asyncio
 import logging
 from typing import Any
 
-from forge_plugin_openai.errors import APIError
-from forge_plugin_openai.generation import (
+from forge_plugin_protocol.errors import APIError
+from forge_plugin_protocol.prepare import Prepared
+from forge_plugin_protocol.streaming import (
     chat_logprobs,
     completion_logprobs,
     stream,
@@ -19,7 +20,6 @@ from forge_kernel.engine.types import InvalidRequest, Usage
 from forge_kernel.log import bind_request_id
 from forge_plugin_websocket import messages
 from forge_plugin_websocket.outbox import Outbox
-from forge_plugin_websocket.prepare import Prepared
 
 log = logging.getLogger("forge.websocket")
 

@@ -4,7 +4,7 @@ Client messages are JSON objects with a ``type``:
 
 * ``chat.completion`` / ``completion``: start a generation; ``id`` is chosen by the client and
   every other field is the body of ``POST /v1/chat/completions`` / ``POST /v1/completions``,
-  validated by the same models (:mod:`forge_plugin_openai.protocol`), so the same parameters
+  validated by the same models (:mod:`forge_plugin_protocol.protocol`), so the same parameters
   are accepted and the same errors are reported.
 * ``cancel``: stop generation ``id``.
 * ``ping``: answered by ``pong`` (``data`` is echoed).
@@ -19,8 +19,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from forge_plugin_openai.errors import error_body, validation_param
-from forge_plugin_openai.protocol import ChatCompletionRequest, CompletionRequest
+from forge_plugin_protocol.errors import error_body, validation_param
+from forge_plugin_protocol.protocol import ChatCompletionRequest, CompletionRequest
 from pydantic import ValidationError
 
 GENERATE_TYPES = {"chat.completion": ChatCompletionRequest, "completion": CompletionRequest}

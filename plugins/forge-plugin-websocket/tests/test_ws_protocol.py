@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from forge_plugin_openai.protocol import ChatCompletionRequest, CompletionRequest
+from forge_plugin_protocol.protocol import ChatCompletionRequest, CompletionRequest
 from forge_plugin_websocket import messages
 from forge_plugin_websocket.config import WebSocketConfig
 from forge_plugin_websocket.messages import Cancel, Generate, Ping, ProtocolError, parse

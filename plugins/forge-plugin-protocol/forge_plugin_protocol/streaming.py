@@ -1,17 +1,20 @@
-"""Running engine requests for HTTP handlers: collecting (non-streaming) with disconnect
-watching, streaming, and turning token logprobs into the OpenAI shapes."""
+"""Running engine requests for the HTTP and WebSocket APIs: streaming (usage reported to the
+request's meters), collecting (non-streaming) with disconnect watching, Server-Sent Events
+framing, and token logprobs and usage in the OpenAI shapes."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
-
-from fastapi import Request
+from typing import TYPE_CHECKING, Any
 
 from forge_kernel.engine.types import CompletionDelta, SamplingParams, TokenLogprob, Usage
 from forge_kernel.usage import report_usage
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
 
 DISCONNECT_POLL_SECONDS = 0.1
 
@@ -92,10 +95,21 @@ async def collect(request: Request, engine: Any, request_id: str, prompts: list[
         for choice in prompt_choices:
             choice.index += offset * params.n
             choices.append(choice)
-        total.prompt_tokens += usage.prompt_tokens
-        total.completion_tokens += usage.completion_tokens
-        total.cached_tokens += usage.cached_tokens
+        add_usage(total, usage)
     return choices, total
+
+
+def sse(payload: dict[str, Any] | str) -> str:
+    """One Server-Sent Events frame: ``data: <json>`` (or a literal such as ``[DONE]``)."""
+    return f"data: {payload if isinstance(payload, str) else json.dumps(payload)}\n\n"
+
+
+def add_usage(total: Usage, usage: Usage) -> Usage:
+    """Add ``usage`` into ``total`` (several prompts or choices of one request)."""
+    total.prompt_tokens += usage.prompt_tokens
+    total.completion_tokens += usage.completion_tokens
+    total.cached_tokens += usage.cached_tokens
+    return total
 
 
 def usage_json(usage: Usage) -> dict[str, Any]:

@@ -1,0 +1,61 @@
+"""The one ``prepare()``: a validated request body -> engine prompts and sampling parameters.
+
+``POST /v1/chat/completions``, ``POST /v1/completions`` (forge-plugin-openai) and WebSocket
+``chat``/``completion`` messages (forge-plugin-websocket) all call it, so both APIs accept and
+reject the same requests, at the same step, with the same error."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from forge_kernel.engine.types import SamplingParams
+from forge_plugin_protocol.errors import model_not_found
+from forge_plugin_protocol.protocol import ChatCompletionRequest, CompletionRequest
+
+
+@dataclass(slots=True)
+class Prepared:
+    """A request ready for the engine: one token list per prompt (chat: exactly one)."""
+
+    chat: bool
+    request_id: str
+    prompts: list[list[int]]
+    params: SamplingParams
+    prompt_param: str
+    echoes: list[str]
+    """Per prompt, text sent ahead of the generated text (completion ``echo``), else ``""``."""
+
+    @property
+    def num_choices(self) -> int:
+        return len(self.prompts) * self.params.n
+
+
+def prepare(server: Any, body: ChatCompletionRequest | CompletionRequest,
+            id_prefix: str | None = None) -> Prepared:
+    """Check the model, render the chat template, tokenize, convert the sampling parameters and
+    validate every prompt against the engine (``server`` is the
+    :class:`~forge_kernel.server.ServerContext`). Raises
+    :class:`~forge_plugin_protocol.errors.APIError` (unknown model) or
+    :class:`~forge_kernel.engine.types.InvalidRequest` (a bad parameter, a prompt too long).
+
+    The request id is ``{id_prefix}-{hex}``; ``id_prefix`` defaults to OpenAI's ``chatcmpl`` /
+    ``cmpl``."""
+    if not server.serves(body.model):
+        raise model_not_found(body.model)
+    engine = server.engine
+    tokenizer = engine.tokenizer
+    prompts = body.prompt_ids(tokenizer)
+    params = body.to_params(engine.generation_defaults())
+    if isinstance(body, ChatCompletionRequest):
+        prompt_param, echoes = "messages", [""]
+    else:
+        prompt_param = "prompt"
+        echoes = [tokenizer.decode(ids) if body.echo else "" for ids in prompts]
+    for ids in prompts:
+        engine.validate(ids, params, prompt_param)
+    chat = prompt_param == "messages"
+    prefix = id_prefix or ("chatcmpl" if chat else "cmpl")
+    return Prepared(chat, f"{prefix}-{uuid.uuid4().hex}", prompts, params,
+                    prompt_param, echoes)
