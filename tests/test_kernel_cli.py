@@ -163,3 +163,30 @@ def test_importing_the_cli_never_imports_torch() -> None:
     imported = [line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()]
     assert "forge_kernel.cli" in imported
     assert not [name for name in imported if name.split(".")[0] == "torch"]
+
+
+def test_run_honours_the_config_file(tmp_path: Path) -> None:
+    """`forge run` reads the same configuration as `forge serve`: the file's model and engine
+    settings apply, flags override them."""
+    testing = pytest.importorskip("forge_plugin_models.testing")
+    model = testing.write_gguf(testing.make_hf("llama"), tmp_path / "tiny-llama.gguf")
+    config = tmp_path / "forge.toml"
+    config.write_text(f'model = "{model}"\nkv_cache = "no-such-cache"\nthreads = 1\n')
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("FORGE_")},
+           "FORGE_CONFIG": str(config), "FORGE_HOME": str(tmp_path / "home")}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "forge_kernel", "run", *args], env=env,
+                              capture_output=True, text=True, timeout=300)
+
+    refused = run("Hello", "--max-tokens", "2")  # model and kv_cache from the file
+    assert refused.returncode == 1 and "no-such-cache" in refused.stderr, refused.stderr
+    ok = run("Hello", "--max-tokens", "2", "--kv-cache", "naive", "--verbose")
+    assert ok.returncode == 0, ok.stderr
+    assert "eval count:           1 token(s)" in ok.stderr  # 2 tokens: 1 after the prefill
+
+
+def test_feature_plugins_name_distributions_of_this_repository() -> None:
+    repo = Path(__file__).resolve().parents[1]
+    for command, (dist, _) in FEATURE_PLUGINS.items():
+        assert (repo / "plugins" / dist / "pyproject.toml").is_file(), (command, dist)

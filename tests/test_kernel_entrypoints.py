@@ -232,3 +232,22 @@ def test_strict_or_requested_broken_plugin_is_a_hard_error(forge, args, env, why
     (line,) = result.stderr.splitlines()
     assert line.startswith("Error: plugin 'broken' (forge-fixture-broken 0.0.1) failed")
     assert why in line and "RuntimeError: forge-fixture-broken is broken on purpose" in line
+
+
+def test_serve_plugins_and_config_file_allow_lists_filter_before_import(forge, tmp_path) -> None:
+    # `forge serve --plugins` is known before the command is resolved (resolving discovers
+    # plugins), so the broken plugin is never imported: no "failed to load" line
+    serve = forge("serve", "--plugins", "hello,scheduler")
+    assert serve.returncode == 2 and "Traceback" not in serve.stderr
+    assert "broken" not in serve.stderr
+    assert "nothing to serve" in serve.stderr and "pip install forge-plugin-openai" in serve.stderr
+    # the config file's allow-list applies to every command, also before any import
+    (tmp_path / "home" / "config.toml").write_text('plugins = "hello"\n')
+    listed = forge("plugins", "--json")
+    statuses = {name: e["status"] for name, e in by_name(listed.stdout).items()}
+    assert statuses == {"acme": "disabled", "auth": "disabled", "broken": "disabled",
+                        "hello": "loaded", "scheduler": "disabled"}
+    assert listed.stderr == ""
+    # `forge --plugins` wins over the file
+    flag = forge("--plugins", "acme", "plugins", "--json")
+    assert {n for n, e in by_name(flag.stdout).items() if e["status"] == "loaded"} == {"acme"}

@@ -163,3 +163,21 @@ def test_cli_log_format(forge_cli, register_plugin, args, env, is_json: bool) ->
 def test_bad_log_format_is_rejected(forge_cli) -> None:
     result = forge_cli("--log-format", "xml", "plugins")
     assert result.exit_code == 2 and "xml" in result.stderr
+
+
+def test_config_file_sets_log_format_and_level(forge_cli, register_plugin, monkeypatch,
+                                               tmp_path) -> None:
+    register_plugin(Chatty(), name="chatty")
+    config = tmp_path / "forge.toml"
+    monkeypatch.setenv("FORGE_CONFIG", str(config))
+    config.write_text('log_format = "console"\n')
+    console = forge_cli("chatty")
+    assert console.exit_code == 0 and "handled" in console.stderr
+    assert not console.stderr.startswith("{")
+    config.write_text('log_format = "json"\nlog_level = "warning"\n')
+    quiet = forge_cli("chatty")
+    assert (quiet.exit_code, quiet.stdout, quiet.stderr) == (0, "done\n", "")  # info filtered
+    assert forge_cli("--log-format", "console", "chatty").stderr == ""  # level still applies
+    config.write_text('log_level = "loud"\n')
+    bad = forge_cli("config")
+    assert bad.exit_code == 2 and "log_level" in bad.stderr and "loud" in bad.stderr

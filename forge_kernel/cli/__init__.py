@@ -29,7 +29,6 @@ FEATURE_PLUGINS = {
     "quantize": ("forge-plugin-ggml-quant", "Quantize a model's weights."),
     "train": ("forge-plugin-train", "Fine-tune a model (SFT, LoRA)."),
     "runs": ("forge-plugin-train", "List training runs."),
-    "eval": ("forge-plugin-eval", "Evaluate a model."),
     "rag": ("forge-plugin-rag", "Index documents and answer from them."),
     "keys": ("forge-plugin-auth", "Manage API keys."),
 }
