@@ -1,10 +1,6 @@
-"""Kernel helpers that turn a path into a runnable model through the installed plugins.
-
-* :func:`open_model_source` picks a weight loader (``can_load`` sniffing, or ``--loader NAME``);
-* :func:`build_causal_lm` picks the architecture named by the file's config.
-
-Both resolve implementations from the plugin registry once; nothing here runs per token.
-"""
+"""Path -> runnable model through the installed plugins: :func:`open_model_source` picks a
+weight loader (``can_load`` sniffing, or ``--loader NAME``), :func:`build_causal_lm` the
+architecture the file's config names. Both run once per model load, never per token."""
 
 from __future__ import annotations
 
@@ -26,13 +22,10 @@ ARCHITECTURE_PLUGIN = "forge-plugin-models"
 
 
 def open_model_source(path: Path | str, loader: str | None = None) -> ModelSource:
-    """Open the model at ``path`` with the named ``loader`` or the first installed loader whose
-    ``can_load`` accepts it.
-
-    Raises :class:`ModelFormatError` (naming the file) when the path is missing or no loader
-    recognizes it, :class:`MissingPluginError` when no loader plugin is installed, and
-    :class:`UnknownImplementationError` for an unknown ``loader`` name.
-    """
+    """Open ``path`` with the named ``loader`` or the first installed one whose ``can_load``
+    accepts it. Raises :class:`ModelFormatError` (naming the file) when the path is missing or
+    no loader recognizes it, :class:`MissingPluginError` when no loader plugin is installed,
+    :class:`UnknownImplementationError` for an unknown ``loader`` name."""
     path = Path(path)
     registry = get_host().registry
     if loader is not None:
@@ -57,11 +50,9 @@ def open_model_source(path: Path | str, loader: str | None = None) -> ModelSourc
 
 
 def build_causal_lm(source: ModelSource, backend: Backend) -> CausalLM:
-    """Build the architecture named by ``source.config.architecture`` on ``backend``.
-
-    Raises :class:`ModelFormatError` naming the file, the architecture and the installed ones
-    when no plugin provides it.
-    """
+    """Build the architecture ``source.config.architecture`` names on ``backend``; a
+    :class:`ModelFormatError` names the file, the architecture and the installed ones when no
+    plugin provides it."""
     arch = source.config.architecture
     registry = get_host().registry
     try:

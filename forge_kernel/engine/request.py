@@ -130,39 +130,40 @@ def _check_finite(name: str, value: float, lo: float, hi: float, lo_open: bool =
         raise _bad(name, f"{name} must be in {lo_s}, {hi}], got {value}")
 
 
+def _check_ids(param: str, ids, vocab_size: int, label: str) -> None:
+    for t in ids:
+        if isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < vocab_size:
+            raise _bad(param, label.format(repr(t)) + f" is out of range [0, {vocab_size})")
+
+
+_RANGES = {"temperature": (0.0, 100.0, False), "top_p": (0.0, 1.0, True),
+           "min_p": (0.0, 1.0, False), "repetition_penalty": (0.0, 100.0, True),
+           "presence_penalty": (-2.0, 2.0, False), "frequency_penalty": (-2.0, 2.0, False)}
+"""Float parameters: ``(low, high, low excluded)``."""
+
+
 def validate(prompt_ids: list[int], params: SamplingParams, *, vocab_size: int,
              max_model_len: int, prompt_param: str = "prompt") -> None:
     """Raise :class:`InvalidRequest` (with ``param`` set) for anything the engine cannot run."""
     if not prompt_ids:
         raise _bad(prompt_param, f"{prompt_param} must contain at least one token")
-    for t in prompt_ids:
-        if isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < vocab_size:
-            raise _bad(prompt_param, f"token id {t!r} in {prompt_param} is out of range "
-                                     f"[0, {vocab_size})")
+    _check_ids(prompt_param, prompt_ids, vocab_size, "token id {} in " + prompt_param)
     p = params
     if p.max_tokens is not None and (not isinstance(p.max_tokens, int) or p.max_tokens < 1):
         raise _bad("max_tokens", f"max_tokens must be at least 1, got {p.max_tokens!r}")
-    _check_finite("temperature", p.temperature, 0.0, 100.0)
-    _check_finite("top_p", p.top_p, 0.0, 1.0, lo_open=True)
+    for name, (lo, hi, lo_open) in _RANGES.items():
+        _check_finite(name, getattr(p, name), lo, hi, lo_open)
     if not isinstance(p.top_k, int) or p.top_k < -1:
         raise _bad("top_k", f"top_k must be -1, 0 (disabled) or positive, got {p.top_k!r}")
-    _check_finite("min_p", p.min_p, 0.0, 1.0)
-    _check_finite("repetition_penalty", p.repetition_penalty, 0.0, 100.0, lo_open=True)
-    _check_finite("presence_penalty", p.presence_penalty, -2.0, 2.0)
-    _check_finite("frequency_penalty", p.frequency_penalty, -2.0, 2.0)
-    for token, bias in p.logit_bias.items():
-        if isinstance(token, bool) or not isinstance(token, int) or not 0 <= token < vocab_size:
-            raise _bad("logit_bias", f"logit_bias token id {token!r} is out of range "
-                                     f"[0, {vocab_size})")
+    _check_ids("logit_bias", p.logit_bias, vocab_size, "logit_bias token id {}")
+    for bias in p.logit_bias.values():
         _check_finite("logit_bias", bias, -100.0, 100.0)
     if p.seed is not None and (isinstance(p.seed, bool) or not isinstance(p.seed, int)
                                or not -(2**63) <= p.seed < 2**63):
         raise _bad("seed", f"seed must be a 64-bit signed integer, got {p.seed!r}")
     if any(not isinstance(s, str) or not s for s in p.stop):
         raise _bad("stop", "stop must be a list of non-empty strings")
-    for t in p.stop_token_ids:
-        if isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < vocab_size:
-            raise _bad("stop_token_ids", f"stop token id {t!r} is out of range [0, {vocab_size})")
+    _check_ids("stop_token_ids", p.stop_token_ids, vocab_size, "stop token id {}")
     if not isinstance(p.min_tokens, int) or p.min_tokens < 0:
         raise _bad("min_tokens", f"min_tokens must be >= 0, got {p.min_tokens!r}")
     if p.max_tokens is not None and p.min_tokens > p.max_tokens:

@@ -4,9 +4,11 @@ A cache plays two roles with one object:
 
 * **allocation** (called by the scheduler, token-granular): ``can_allocate``, ``allocate``,
   ``free``, ``fork``, ``match_prefix``;
-* **data path** (called by the model, once per layer per step): :meth:`KVCache.attend` writes the
-  step's keys/values and returns attention output. The cache owns the memory layout, so it owns
-  the attention read: a paged cache reads its blocks in place, a contiguous cache its rows.
+* **data path**: the engine calls :meth:`KVCache.begin_step` once per step, then the model
+  calls :meth:`KVCache.attend` once per layer: it writes the step's keys/values and returns
+  attention output. The cache owns the memory layout, so it owns the attention read: a paged
+  cache reads its blocks in place, a contiguous cache its rows. Then the engine calls
+  :meth:`KVCache.commit`.
 """
 
 from __future__ import annotations
@@ -54,11 +56,7 @@ class KVCacheConfig:
 
 
 class KVCache(ABC):
-    """Key/value storage for every running sequence. Factory: ``factory(spec, config)``.
-
-    A step runs as: the scheduler allocates, the engine calls :meth:`begin_step` with the
-    step's batch, the model calls :meth:`attend` once per layer, the engine calls :meth:`commit`.
-    """
+    """Key/value storage for every running sequence. Factory: ``factory(spec, config)``."""
 
     name: str
     supports_prefix_caching: bool = False
