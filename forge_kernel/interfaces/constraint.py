@@ -86,7 +86,7 @@ class ConstraintCompiler(ABC):
 
     @abstractmethod
     def compile(self, spec: ConstraintSpec) -> CompiledConstraint:
-        """Compile ``spec``; raise :class:`~forge_kernel.engine.types.InvalidRequest` (with
+        """Compile ``spec``; raise :class:`~forge_kernel.errors.InvalidRequest` (with
         ``param=spec.param``) naming what is unsupported or malformed."""
 
 
@@ -96,7 +96,7 @@ _lock = threading.Lock()
 
 def _compiler(name: str | None, tokenizer: Tokenizer, vocab_size: int,
               param: str) -> ConstraintCompiler:
-    from forge_kernel.engine.types import InvalidRequest
+    from forge_kernel.errors import InvalidRequest
     from forge_kernel.plugins import get_host
 
     registry = get_host().registry
@@ -123,7 +123,7 @@ def compile_constraint(spec: ConstraintSpec, tokenizer: Tokenizer,
     """Compile ``spec`` with the chosen compiler (built once per tokenizer) and remember the
     result in ``spec.compiled``. Raises ``InvalidRequest`` for unknown kinds and whatever the
     compiler refuses."""
-    from forge_kernel.engine.types import InvalidRequest
+    from forge_kernel.errors import InvalidRequest
 
     if spec.compiled is not None:
         return spec.compiled
