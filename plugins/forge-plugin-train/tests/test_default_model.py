@@ -88,7 +88,7 @@ def test_merged_export_equals_adapter_and_serves(sft_run, forge_home: Path) -> N
 
     from forge_kernel.testing.server import start_server
 
-    server = start_server([str(merged_dir)], forge_home / "serve")
+    server = start_server(["--model", str(merged_dir)], forge_home / "serve")
     try:
         reply = httpx.post(server.base_url + "/completions", timeout=120, json={
             "model": server_model(server), "prompt": HELD_OUT[0], "max_tokens": 8,
