@@ -46,6 +46,12 @@ class _Sampling(BaseModel):
     min_tokens: Annotated[int, Field(ge=0)] = 0
     ignore_eos: bool = False
     stop_token_ids: list[int] | None = None
+    # structured output: OpenAI's response_format and vLLM-style guided_* (at most one)
+    response_format: Any = None
+    guided_json: Any = None
+    guided_regex: str | None = None
+    guided_choice: list[str] | None = None
+    guided_grammar: str | None = None
 
     @field_validator("stop")
     @classmethod
@@ -83,7 +89,28 @@ class _Sampling(BaseModel):
             ignore_eos=self.ignore_eos,
             logprobs=logprobs,
             n=self.n,
+            constraint=self._constraint(),
         )
+
+    def _constraint(self) -> Any:
+        """The output constraint asked for, as a kernel ``ConstraintSpec`` built by
+        forge-plugin-structured (the optional ``structured`` extra); ``None`` for free text."""
+        guided = {"guided_json": self.guided_json, "guided_regex": self.guided_regex,
+                  "guided_choice": self.guided_choice, "guided_grammar": self.guided_grammar}
+        asked = [k for k, v in guided.items() if v is not None]
+        if self.response_format is None and not asked:
+            return None
+        try:
+            from forge_plugin_structured.api import request_constraint
+        except ImportError:
+            if isinstance(self.response_format, dict) and \
+                    self.response_format.get("type") == "text" and not asked:
+                return None
+            param = "response_format" if self.response_format is not None else asked[0]
+            raise InvalidRequest(f"{param}: structured output needs forge-plugin-structured "
+                                 f"(pip install forge-plugin-structured)", param=param,
+                                 code="unsupported_parameter") from None
+        return request_constraint(self.response_format, **guided)
 
     @property
     def include_usage(self) -> bool:
