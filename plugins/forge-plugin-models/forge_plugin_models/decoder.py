@@ -152,8 +152,10 @@ class DecoderLM(CausalLM):
         if self.embed_scale is not None:
             x = x * self.embed_scale
         positions = batch.positions.to(torch.long)
-        # cos/sin rows per table, gathered once per step rather than once per layer.
-        rope = [tuple(t.to(self.dtype) for t in table.lookup(positions))
+        # cos/sin rows per table, gathered once per step rather than once per layer. Tables stay
+        # on the CPU (they grow on demand); only the step's rows go to the activations' device.
+        rope = [tuple(t.to(device=x.device, dtype=self.dtype)
+                      for t in table.lookup(positions.cpu()))
                 for table in spec.rope_tables]
         for index, layer in enumerate(self.layers):
             h = rms_norm(x, layer.attn_norm, self.eps)
