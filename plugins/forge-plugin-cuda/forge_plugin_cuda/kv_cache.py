@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from forge_plugin_kv_paged.cache import PagedKVCache
 
-from forge_kernel.errors import ConfigError, KVCacheFull
+from forge_kernel.errors import ConfigError
 from forge_kernel.interfaces.kv_cache import KVCacheConfig, KVCacheSpec
 from forge_plugin_cuda import torch_attention
 from forge_plugin_cuda.availability import BackendUnavailable
@@ -114,21 +114,8 @@ class DevicePagedKVCache(PagedKVCache):
     def _device_step(self, batch) -> _DeviceStep:
         bs = self.block_size
         slots, rows, tables, lens, prefills, ptables = [], [], [], [], [], []
-        ref = self.pool.ref_count
         for chunk, begin, end in batch.iter_spans():
-            state = self._seqs.get(chunk.seq_id)
-            stop = chunk.start_pos + chunk.num_tokens
-            if state is None or state.num_tokens < stop:
-                have = state.num_tokens if state else 0
-                raise KVCacheFull(f"sequence {chunk.seq_id}: step writes positions up to "
-                                  f"{stop - 1} but only {have} tokens are allocated")
-            for i in range(chunk.start_pos // bs, -(-stop // bs)):
-                if ref[state.blocks[i]] > 1:  # shared block about to be written
-                    if not self.pool.num_available():
-                        raise KVCacheFull(f"sequence {chunk.seq_id}: no block for "
-                                          f"copy-on-write")
-                    self._copy_on_write(state, i)
-            table = state.blocks[:-(-stop // bs)]
+            state, table, stop = self._writable_blocks(chunk)
             pos = np.arange(chunk.start_pos, stop)
             slots.append(np.asarray(table, dtype=np.int64)[pos // bs] * bs + pos % bs)
             if chunk.num_tokens == 1:

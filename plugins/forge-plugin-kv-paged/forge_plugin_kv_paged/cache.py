@@ -218,29 +218,36 @@ class PagedKVCache(KVCache):
         self._plan = None
         self._plan = self._plan_step(batch)
 
+    def _writable_blocks(self, chunk) -> tuple[_SeqBlocks, list[int], int]:
+        """Check that ``chunk``'s positions are allocated and give its sequence sole ownership
+        of every block the chunk writes (copy-on-write). Returns the sequence's state, its block
+        table up to the chunk's end, and that end position."""
+        bs = self.block_size
+        state = self._seqs.get(chunk.seq_id)
+        stop = chunk.start_pos + chunk.num_tokens
+        if state is None or state.num_tokens < stop:
+            have = state.num_tokens if state else 0
+            raise KVCacheFull(f"sequence {chunk.seq_id}: step writes positions up to "
+                              f"{stop - 1} but only {have} tokens are allocated")
+        ref = self.pool.ref_count
+        for i in range(chunk.start_pos // bs, -(-stop // bs)):
+            if ref[state.blocks[i]] > 1:  # shared block about to be written
+                if not self.pool.num_available():
+                    raise KVCacheFull(f"sequence {chunk.seq_id}: no block for copy-on-write")
+                self._copy_on_write(state, i)
+        return state, state.blocks[:-(-stop // bs)], stop
+
     def _plan_step(self, batch: ForwardBatch) -> _StepPlan:
         bs = self.block_size
         slots, rows, tables, lens, prefills = [], [], [], [], []
         for chunk, begin, end in batch.iter_spans():
-            state = self._seqs.get(chunk.seq_id)
-            stop = chunk.start_pos + chunk.num_tokens
-            if state is None or state.num_tokens < stop:
-                have = state.num_tokens if state else 0
-                raise KVCacheFull(f"sequence {chunk.seq_id}: step writes positions up to "
-                                  f"{stop - 1} but only {have} tokens are allocated")
-            ref = self.pool.ref_count
-            for i in range(chunk.start_pos // bs, -(-stop // bs)):
-                if ref[state.blocks[i]] > 1:  # shared block about to be written
-                    if not self.pool.num_available():
-                        raise KVCacheFull(f"sequence {chunk.seq_id}: no block for "
-                                          f"copy-on-write")
-                    self._copy_on_write(state, i)
-            table = torch.tensor(state.blocks[:-(-stop // bs)], dtype=torch.long)
+            state, blocks, stop = self._writable_blocks(chunk)
+            table = torch.tensor(blocks, dtype=torch.long)
             pos = torch.arange(chunk.start_pos, stop)
             slots.append(table[pos // bs] * bs + pos % bs)
             if chunk.num_tokens == 1 and self._numba:
                 rows.append(begin)
-                tables.append(state.blocks[:-(-stop // bs)])
+                tables.append(blocks)
                 lens.append(stop)
             else:
                 prefills.append((begin, end, chunk.start_pos, stop, table))
