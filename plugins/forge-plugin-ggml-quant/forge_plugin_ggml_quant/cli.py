@@ -17,10 +17,10 @@ import click
               help="Output GGUF file (default: SOURCE stem + type).")
 def quantize_command(source: str | None, method: str, qtype: str, output: Path | None) -> None:
     """Quantize a GGUF file or a Hugging Face safetensors directory to GGUF."""
+    from forge_kernel.store import resolve_model
     from tqdm import tqdm
 
     from forge_kernel.errors import ForgeError
-    from forge_kernel.store import resolve_model
     from forge_plugin_ggml_quant.convert import quantize_file
 
     if method != "ggml":

@@ -66,18 +66,18 @@ def _kquant_block(xb, wb, out, halves, b, hi, five_bit):
             levels[i] = np.int32(round_clamp((xb[i] + offset) / step, 0.0, hi)) if step > 0 else 0
     base = 16
     if five_bit:
-        for l in range(32):
+        for lane in range(32):
             bits = 0
             for c in range(4):
-                bits |= ((levels[64 * c + l] >> 4) & 1) << (2 * c)
-                bits |= ((levels[64 * c + 32 + l] >> 4) & 1) << (2 * c + 1)
-            out[b, 16 + l] = np.uint8(bits)
+                bits |= ((levels[64 * c + lane] >> 4) & 1) << (2 * c)
+                bits |= ((levels[64 * c + 32 + lane] >> 4) & 1) << (2 * c + 1)
+            out[b, 16 + lane] = np.uint8(bits)
         base = 48
     for c in range(4):
-        for l in range(32):
-            low = levels[64 * c + l] & 15
-            high = levels[64 * c + 32 + l] & 15
-            out[b, base + 32 * c + l] = np.uint8(low | (high << 4))
+        for lane in range(32):
+            low = levels[64 * c + lane] & 15
+            high = levels[64 * c + 32 + lane] & 15
+            out[b, base + 32 * c + lane] = np.uint8(low | (high << 4))
 
 
 @njit(parallel=True, cache=True)
@@ -115,12 +115,12 @@ def q6_k(x, w, out, halves):
                 levels[i] = np.int32(q) + 32
         for h in range(2):
             e = 128 * h
-            for l in range(32):
-                q1 = levels[e + l]
-                q2 = levels[e + l + 32]
-                q3 = levels[e + l + 64]
-                q4 = levels[e + l + 96]
-                out[b, 64 * h + l] = np.uint8((q1 & 15) | ((q3 & 15) << 4))
-                out[b, 64 * h + l + 32] = np.uint8((q2 & 15) | ((q4 & 15) << 4))
-                out[b, 128 + 32 * h + l] = np.uint8(
+            for lane in range(32):
+                q1 = levels[e + lane]
+                q2 = levels[e + lane + 32]
+                q3 = levels[e + lane + 64]
+                q4 = levels[e + lane + 96]
+                out[b, 64 * h + lane] = np.uint8((q1 & 15) | ((q3 & 15) << 4))
+                out[b, 64 * h + lane + 32] = np.uint8((q2 & 15) | ((q4 & 15) << 4))
+                out[b, 128 + 32 * h + lane] = np.uint8(
                     (q1 >> 4) | ((q2 >> 4) << 2) | ((q3 >> 4) << 4) | ((q4 >> 4) << 6))

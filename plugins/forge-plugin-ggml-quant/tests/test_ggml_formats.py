@@ -6,7 +6,6 @@ from __future__ import annotations
 import gguf
 import numpy as np
 import pytest
-
 from forge_plugin_ggml_quant import reference
 from forge_plugin_ggml_quant.formats import QuantizeError, quantize_rows
 from forge_plugin_ggml_quant.mixes import MixPlanner, file_type

@@ -10,10 +10,11 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
-from forge_kernel.testing.conformance.quantizer import QuantizerConformance  # noqa: E402
 from forge_plugin_ggml_quant.convert import quantize_file  # noqa: E402
 from forge_plugin_ggml_quant.formats import QuantizeError  # noqa: E402
 from forge_plugin_ggml_quant.quantizer import GGMLQuantizer  # noqa: E402
+
+from forge_kernel.testing.conformance.quantizer import QuantizerConformance  # noqa: E402
 
 TOLERANCE = {"F32": 1e-4, "F16": 0.01, "Q8_0": 0.03, "Q6_K": 0.06, "Q5_K_M": 0.12,
              "Q4_K_M": 0.3, "Q5_0": 0.2, "Q4_0": 0.35, "Q4_K": 0.3, "Q5_K": 0.2}

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from forge_plugin_protocol.protocol import ChatCompletionRequest, CompletionRequest
 
 from forge_kernel.errors import InvalidRequest
-from forge_plugin_protocol.protocol import ChatCompletionRequest, CompletionRequest
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 SCHEMA = {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}

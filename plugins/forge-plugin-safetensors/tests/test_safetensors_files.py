@@ -7,12 +7,12 @@ import struct
 
 import numpy as np
 import pytest
-from safetensors.numpy import save_file
-
-from forge_kernel.errors import ModelFormatError
 from forge_plugin_safetensors.files import checkpoint_files, read_safetensors
 from forge_plugin_safetensors.hf_config import model_config, text_config
 from forge_plugin_safetensors.names import canonical_name, is_gemma_norm
+from safetensors.numpy import save_file
+
+from forge_kernel.errors import ModelFormatError
 
 
 def test_reads_f32_f16_and_bf16_zero_copy(tmp_path):
@@ -27,7 +27,8 @@ def test_reads_f32_f16_and_bf16_zero_copy(tmp_path):
     assert all(t.shape == (3, 4) for t in stored.values())
     assert isinstance(stored["a"].data.base, np.memmap | np.ndarray)
     np.testing.assert_array_equal(stored["a"].data, values.numpy())
-    np.testing.assert_array_equal(stored["b"].data.astype(np.float32), values.half().float().numpy())
+    np.testing.assert_array_equal(stored["b"].data.astype(np.float32),
+                                  values.half().float().numpy())
     bf16 = (stored["c"].data.astype(np.uint32) << 16).view(np.float32)
     np.testing.assert_array_equal(bf16, values.bfloat16().float().numpy())
 

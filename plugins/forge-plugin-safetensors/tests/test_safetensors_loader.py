@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 import transformers
+from forge_plugin_safetensors.loader import SafetensorsLoader
 
 from forge_kernel.errors import ModelFormatError
-from forge_plugin_safetensors.loader import SafetensorsLoader
 
 CORPUS = ["the quick brown fox jumps over the lazy dog", "hello world, hello forge"] * 8
 
@@ -22,8 +22,10 @@ def save(model, directory, dtype=torch.float32):
     bpe = ByteLevelBPETokenizer()
     bpe.train_from_iterator(CORPUS, vocab_size=model.config.vocab_size, min_frequency=1,
                             special_tokens=["<unk>", "<s>", "</s>"], show_progress=False)
-    transformers.PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, unk_token="<unk>",
-                                         bos_token="<s>", eos_token="</s>").save_pretrained(directory)
+    fast = transformers.PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer,
+                                                unk_token="<unk>", bos_token="<s>",
+                                                eos_token="</s>")
+    fast.save_pretrained(directory)
     return directory
 
 
@@ -47,7 +49,8 @@ def test_llama_tensors_keep_their_dtype_and_values(tmp_path, dtype, qtype):
     q = source.tensors["blk.1.attn_q.weight"]
     assert q.qtype == qtype and q.shape == (64, 64)
     assert torch.equal(q.dequantize(), state["model.layers.1.self_attn.q_proj.weight"].float())
-    assert torch.equal(source.tensors["output.weight"].dequantize(), state["lm_head.weight"].float())
+    assert torch.equal(source.tensors["output.weight"].dequantize(),
+                       state["lm_head.weight"].float())
     assert source.metadata["parameters"] == sum(int(np.prod(t.shape))
                                                 for t in source.tensors.values())
     assert source.tokenizer.encode("hello world")
