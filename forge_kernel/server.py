@@ -130,6 +130,10 @@ def serve(config: Any) -> None:
         plugin, exc = refusals[0]
         reason = str(exc) if isinstance(exc, StartupRefused) else f"{type(exc).__name__}: {exc}"
         raise StartupRefused(f"plugin {plugin!r} refused start-up: {reason}")
+    if settings.lora and not engine.adapters:  # forge_startup loads them: never ignore --lora
+        _shutdown_hooks(host, context)
+        raise MissingPluginError("--lora needs a plugin that loads LoRA adapters (none did): "
+                                 "pip install forge-plugin-train")
     import uvicorn  # present: check_servable made sure
 
     app = build_app(context)

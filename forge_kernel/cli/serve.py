@@ -28,12 +28,17 @@ import click
 @click.option("--api-key", default=None, help="Require this key (or set FORGE_API_KEY).")
 @click.option("--plugins", "plugins", default=None,
               help="Load only these plugins (comma-separated); the others are never imported.")
+@click.option("--lora", multiple=True, metavar="NAME=PATH",
+              help="Serve a LoRA adapter (repeatable): a forge train run's adapter dir or a "
+                   "PEFT adapter dir; requests pick it with model \"<base>:NAME\".")
 def serve_command(**flags) -> None:
     """Serve the model through every endpoint plugin (forge-plugin-openai: the OpenAI API)."""
     from forge_kernel.config import load_config
     from forge_kernel.errors import ForgeError, MissingPluginError
     from forge_kernel.server import serve
 
+    # Repeated --lora flags become the config's one "name=PATH,name=PATH" string.
+    flags["lora"] = ",".join(flags["lora"]) or None
     try:
         serve(load_config(flags))
     except MissingPluginError:

@@ -55,6 +55,11 @@ class AsyncEngine:
     def metadata(self) -> dict[str, Any]:
         return self.engine.metadata
 
+    @property
+    def adapters(self) -> tuple[str, ...]:
+        """LoRA adapters requests can pick (``SamplingParams.adapter``)."""
+        return self.engine.adapters
+
     def generation_defaults(self) -> dict[str, Any]:
         return self.engine.generation_defaults()
 

@@ -50,6 +50,11 @@ class EngineConfig:
     """Weight-loader name; ``None`` sniffs the file."""
     model_name: str | None = None
     """Name the model is served under; ``None`` derives it from ``model``."""
+    lora: str | None = None
+    """LoRA adapters served per request, ``name=PATH`` pairs separated by commas (``--lora``,
+    repeatable); PATH is a ``forge train`` run's adapter directory or any PEFT adapter
+    directory. Requests pick one with ``model: "<base>:<name>"`` (forge-plugin-train loads
+    them at start-up)."""
 
 
 def require_backend(host: Any, command: str) -> None:

@@ -43,7 +43,8 @@ class LLMEngine:
 
     def __init__(self, model: CausalLM, tokenizer: Tokenizer, kv_cache: KVCache,
                  scheduler: Scheduler, *, max_model_len: int, model_name: str = "model",
-                 metadata: dict[str, Any] | None = None, config: Any = None) -> None:
+                 metadata: dict[str, Any] | None = None, config: Any = None,
+                 speculator: Any = None) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.kv_cache = kv_cache
@@ -52,6 +53,10 @@ class LLMEngine:
         self.model_name = model_name
         self.metadata = metadata or {}
         self.config = config
+        self.speculator = speculator
+        """Speculative decoding (forge-plugin-speculative), held like the KV cache: its
+        ``propose(engine, chunks)`` drafts tokens for decode rows before the forward pass and
+        its ``verify(engine, rows, logits, drafts)`` takes those rows out of the sampling."""
         self.vocab_size = int(model.config.vocab_size)
         self._requests: dict[str, Request] = {}
         self._by_seq: dict[int, tuple[Request, SeqState]] = {}
@@ -60,6 +65,9 @@ class LLMEngine:
         # n > 1 (see Request.hold_back): the prompt is shared by forking or the prefix cache.
         self._fork_enabled = kv_cache.supports_fork and scheduler.accepts_forked
         self._share_prompt = self._fork_enabled or kv_cache.supports_prefix_caching
+        self.adapters: tuple[str, ...] = ()
+        """LoRA adapters the model applies per request (``SamplingParams.adapter``), set once
+        at start-up by the plugin that loads them (forge-plugin-train's ``attach_adapters``)."""
         self._stats = EngineStats(kv_capacity_tokens=kv_cache.capacity_tokens(),
                                   kv_free_tokens=kv_cache.free_tokens())
 
@@ -82,6 +90,10 @@ class LLMEngine:
         """Raise :class:`InvalidRequest` if the request cannot run (before anything is queued)."""
         validate(prompt_ids, params, vocab_size=self.vocab_size,
                  max_model_len=self.max_model_len, prompt_param=prompt_param)
+        if params.adapter is not None and params.adapter not in self.adapters:
+            raise InvalidRequest(f"no LoRA adapter named {params.adapter!r} is loaded (loaded: "
+                                 f"{', '.join(self.adapters) or 'none'})", param="model",
+                                 code="model_not_found")
         if params.constraint is not None:  # compiled once (cached): a bad schema is a 400 now
             compile_constraint(params.constraint, self.tokenizer, self.vocab_size)
 
@@ -160,16 +172,22 @@ class LLMEngine:
         self._stats.num_preemptions += len(out.preempted)
         events = [event for seq in out.rejected for event in self._reject(seq)]
         if out.chunks:
-            batch, rows = self._prepare(out.chunks)
-            logits = self._forward(batch, out.chunks)  # [len(rows), V]
+            drafts = self.speculator.propose(self, out.chunks) if self.speculator else {}
+            batch, rows = self._prepare(out.chunks, drafts)
+            logits = self._forward(batch, out.chunks)  # [len(rows) + drafted tokens, V]
+            if drafts:  # drafted rows leave with 1 + accepted tokens each
+                rows, logits, verified = self.speculator.verify(self, rows, logits, drafts)
+                events += self._postprocess(*verified)
             rows, logits = self._fork(rows, logits)
-            events += self._postprocess(rows, self._sample(rows, logits))
+            events += self._postprocess(rows, [[r] for r in self._sample(rows, logits)])
         self._refresh_stats()
         return events
 
-    def _prepare(self, chunks: list[ScheduledChunk]) -> tuple[ForwardBatch, list[Row]]:
+    def _prepare(self, chunks: list[ScheduledChunk],
+                 drafts: dict[int, list[int]]) -> tuple[ForwardBatch, list[Row]]:
         """Flatten the chunks into one batch; the rows are the chunks that reach their
-        sequence's last token (they need logits: a token is sampled for them)."""
+        sequence's last token (they need logits: a token is sampled for them). A drafted
+        row's draft tokens follow its chunk, each with its own logits row."""
         ids: list[int] = []  # [T]
         positions: list[int] = []  # [T]
         batch_chunks: list[SequenceChunk] = []
@@ -181,9 +199,13 @@ class LLMEngine:
             if state.cached_tokens is None:  # first chunk: what the prefix cache supplied
                 state.cached_tokens = min(start, seq.num_prompt_tokens)
             needs_logits = start + n >= seq.num_tokens
+            draft = drafts.get(seq.seq_id, ())
             ids += seq.token_ids[start:start + n]
-            positions += range(start, start + n)
-            batch_chunks.append(SequenceChunk(seq.seq_id, start, n, needs_logits))
+            ids += draft
+            positions += range(start, start + n + len(draft))
+            batch_chunks.append(SequenceChunk(seq.seq_id, start, n + len(draft), needs_logits,
+                                              adapter=req.params.adapter,
+                                              num_logits=1 + len(draft)))
             if needs_logits:
                 rows.append((req, state))
         return ForwardBatch(torch.tensor(ids, dtype=torch.long),
@@ -196,7 +218,10 @@ class LLMEngine:
         for chunk in chunks:
             seq = chunk.seq
             seq.num_computed_tokens += chunk.num_tokens
-            self.kv_cache.commit(seq.seq_id, seq.token_ids, seq.num_computed_tokens)
+            # Prefix-cache blocks are keyed by tokens only: with adapters loaded, KV for the
+            # same tokens differs per adapter, so nothing is published (no false hits).
+            if not self.adapters:
+                self.kv_cache.commit(seq.seq_id, seq.token_ids, seq.num_computed_tokens)
         self._stats.num_steps += 1
         return logits
 
@@ -224,24 +249,32 @@ class LLMEngine:
                                            state.generator, eos, state.constraint)
                                for req, state in rows])
 
-    def _postprocess(self, rows: list[Row], results: list[tuple[int, Any]]) -> list[Event]:
-        """Append each sampled token, let held-back or forked choices join the scheduler,
-        detokenize, check stop conditions and emit one delta per row."""
+    def _postprocess(self, rows: list[Row],
+                     results: list[list[tuple[int, Any]]]) -> list[Event]:
+        """Append each row's new tokens (one, or more after speculation) until one ends the
+        choice, let held-back or forked choices join the scheduler, detokenize, check stop
+        conditions and emit one delta per row."""
         now = time.monotonic()
         events: list[Event] = []
-        for (req, state), (token, logprob) in zip(rows, results, strict=True):
-            state.seq.token_ids.append(token)
-            state.output_ids.append(token)
-            self._stats.generation_tokens_total += 1
-            if state.index == 0:
-                req.token_times.append(now)
+        for (req, state), tokens in zip(rows, results, strict=True):
+            delta = CompletionDelta(state.index, "", [], [] if tokens[0][1] is not None else None)
+            for token, logprob in tokens:
+                state.seq.token_ids.append(token)
+                state.output_ids.append(token)
+                self._stats.generation_tokens_total += 1
+                if state.index == 0:
+                    req.token_times.append(now)
+                step = state.stop.add(token)
+                delta.text += step.text
+                delta.token_ids.append(token)
+                if delta.logprobs is not None:
+                    delta.logprobs.append(logprob)
+                if step.finish_reason is not None:
+                    break
             if req.first_token_time is None:
                 req.first_token_time = now
             for joining in req.joining(state):
                 self.scheduler.add(joining.seq)
-            step = state.stop.add(token)
-            delta = CompletionDelta(state.index, step.text, [token],
-                                    [logprob] if logprob is not None else None)
             if step.finish_reason is not None:
                 self.scheduler.finish(state.seq.seq_id)
                 events.append(self._finish_seq(req, state, step.finish_reason, delta=delta))

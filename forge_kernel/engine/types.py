@@ -38,6 +38,9 @@ class SamplingParams:
     constraint: ConstraintSpec | None = None
     """Structured output: every choice's tokens are masked to match it (JSON schema, regex,
     choice, grammar); compiled once when the engine validates the request."""
+    adapter: str | None = None
+    """LoRA adapter to run the request with (one loaded at start-up, ``forge serve --lora``;
+    the OpenAI ``model`` ``base:adapter``); ``None``: the base model."""
 
 
 @dataclass(slots=True)

@@ -23,6 +23,9 @@ class SequenceChunk:
     needs_logits: bool = True
     """Whether the last token of the chunk needs next-token logits (false for inner prefill
     chunks)."""
+    adapter: str | None = None
+    """The LoRA adapter the model applies to this chunk's rows (``SamplingParams.adapter``);
+    ``None``: the base model. Chunks of different adapters share one batch."""
 
 
 @dataclass(slots=True)
