@@ -26,6 +26,9 @@ class SequenceChunk:
     adapter: str | None = None
     """The LoRA adapter the model applies to this chunk's rows (``SamplingParams.adapter``);
     ``None``: the base model. Chunks of different adapters share one batch."""
+    num_logits: int = 1
+    """With ``needs_logits``: how many of the chunk's last tokens get a logits row (``1 + k``
+    when a decode row carries ``k`` speculative draft tokens to verify)."""
 
 
 @dataclass(slots=True)
