@@ -55,6 +55,10 @@ def _websocket_plugin_installed() -> bool:
 
 
 WEBSOCKET_PLUGIN = _websocket_plugin_installed()
+RAG_PLUGIN = importlib.util.find_spec("forge_plugin_rag") is not None
+# concrete values for the schema sweep's path parameters (a collection that never exists)
+PATH_PARAMS = {"{model_id}": MODEL, "{collection}": "matrix", "{name}": "notes.exe",
+               "{ref}": "notes.md"}
 
 # (method, path, JSON body, status expected with the right key)
 HTTP_ROUTES: list[tuple[str, str, dict | None, int]] = [
@@ -80,6 +84,15 @@ WS_ROUTES = ["/fixture/ws"]
 if WEBSOCKET_PLUGIN:
     HTTP_ROUTES.append(("GET", "/v1/ws/stats", None, 200))
     WS_ROUTES.append("/v1/ws")
+if RAG_PLUGIN:  # forge-plugin-rag's routes, against a collection that does not exist
+    HTTP_ROUTES += [
+        ("GET", "/v1/rag/collections", None, 200),
+        ("DELETE", "/v1/rag/matrix", None, 404),
+        ("PUT", "/v1/rag/matrix/documents/notes.exe", None, 400),  # type refused before body
+        ("GET", "/v1/rag/matrix/documents", None, 404),
+        ("DELETE", "/v1/rag/matrix/documents/notes.md", None, 404),
+        ("POST", "/v1/rag/matrix/query", {"query": "x", "generate": False}, 404),
+    ]
 HEALTH_ROUTES = ["/health", "/health/ready", "/health/full"]
 
 # bad credential case -> (Authorization header built from the keys, text of error.message)
@@ -334,7 +347,9 @@ def test_every_schema_route_is_in_the_matrix_and_protected(prod):
     tested = {path.split("?")[0] for _, path, _, _ in HTTP_ROUTES}
     seen = 0
     for template, operations in schema["paths"].items():
-        path = template.replace("{model_id}", MODEL)
+        path = template
+        for param, value in PATH_PARAMS.items():
+            path = path.replace(param, value)
         for method in operations:
             concrete = path.replace("{", "").replace("}", "")  # any value for other params
             response = httpx.request(method.upper(), prod.server.url + concrete, timeout=30)
