@@ -1,14 +1,45 @@
-"""Quantizers: rewrite a model's weights in a smaller format."""
+"""Quantizers: rewrite a model's weights in a smaller format.
+
+``forge quantize SOURCE --method NAME`` opens ``SOURCE`` with the installed weight loaders and
+calls the quantizer registered as ``NAME`` (``forge_register_quantizers``)::
+
+    quantizer.quantize(source, output, qtype=None, progress=None, **options)
+
+* ``qtype``: a name from :attr:`Quantizer.types` (``Q4_K_M``), or ``None`` for the quantizer's
+  default (a bit-width-driven quantizer such as EXL2 may take ``bpw`` instead).
+* ``progress(done, total)``: called after each tensor; ``done == total`` at the end.
+* ``options``: only the names in :data:`OPTIONS`, and only those the quantizer lists in
+  :attr:`Quantizer.options`; anything else is refused with a :class:`QuantizerOptionError`
+  that names the option and what the quantizer accepts (call :meth:`Quantizer.check_options`
+  first thing in ``quantize``). An option left at ``None`` counts as not given.
+
+The output appears atomically (a temporary next to it, then a rename): after an error or an
+interrupt there is no file or directory at ``output``.
+"""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from forge_kernel.errors import ForgeError
 
 if TYPE_CHECKING:
     from forge_kernel.interfaces.loader import ModelSource
+
+OPTIONS: dict[str, str] = {
+    "bpw": "float: target average bits per weight (mixed bit-width quantizers)",
+    "imatrix": "path of an importance-matrix file (llama.cpp imatrix .dat or GGUF), or a "
+               "mapping tensor name -> float32 per-input-column importance",
+    "calibration": "path of a UTF-8 calibration text the quantizer runs the model on",
+}
+"""Every option name the contract defines, with its meaning."""
+
+
+class QuantizerOptionError(ForgeError, ValueError):
+    """An option the quantizer does not support, or a value it cannot use."""
 
 
 class Quantizer(ABC):
@@ -16,15 +47,36 @@ class Quantizer(ABC):
 
     name: str
     types: tuple[str, ...]
-    """Target types this quantizer writes (``Q4_0``, ``Q8_0``, ...)."""
+    """Target types this quantizer writes (``Q4_0``, ``Q8_0``, ...); may be empty for a
+    quantizer driven only by ``bpw``."""
+    options: frozenset[str] = frozenset()
+    """Which of :data:`OPTIONS` this quantizer accepts."""
+
+    def check_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
+        """The options that were given (not ``None``); refuses unknown or unsupported names."""
+        given = {k: v for k, v in options.items() if v is not None}
+        for key in given:
+            if key not in OPTIONS:
+                raise QuantizerOptionError(
+                    f"unknown quantizer option {key!r}; the contract defines "
+                    f"{', '.join(sorted(OPTIONS))}")
+            if key not in self.options:
+                accepted = ", ".join(sorted(self.options)) or "no options"
+                raise QuantizerOptionError(
+                    f"the {self.name!r} quantizer does not support {key!r} (it accepts "
+                    f"{accepted})")
+        return given
 
     @abstractmethod
     def quantize(
         self,
-        source: ModelSource,
+        source: ModelSource | Path,
         output: Path,
-        qtype: str,
+        qtype: str | None = None,
         progress: Callable[[int, int], None] | None = None,
+        **options: Any,
     ) -> Path:
-        """Write ``source`` quantized to ``qtype`` at ``output``; ``progress(done, total)`` is
-        called per tensor. The output appears atomically (temp file then rename)."""
+        """Write ``source`` (a loaded :class:`ModelSource`, or the path of a model a quantizer
+        reads itself) quantized to ``qtype`` at ``output`` and return the written path (a file
+        or a directory). ``progress(done, total)`` is called per tensor. Unknown ``qtype``:
+        ``ValueError``; unsupported option: :class:`QuantizerOptionError`."""
