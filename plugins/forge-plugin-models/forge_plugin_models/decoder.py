@@ -64,6 +64,10 @@ class _Layer:
 class DecoderLM(CausalLM):
     """A runnable decoder built from canonical (GGUF-named) tensors through a backend."""
 
+    lora = None
+    """Per-request LoRA adapters (forge-plugin-train wraps :meth:`projections` and sets this);
+    its ``begin_step(batch)`` runs once per step. ``None``, the default, costs nothing."""
+
     def __init__(self, source: ModelSource, backend: Backend, spec: DecoderSpec) -> None:
         cfg = self.config = source.config
         self.backend = backend
@@ -134,6 +138,16 @@ class DecoderLM(CausalLM):
                 rope=ropes[i],
             ))
 
+    def projections(self) -> dict[str, tuple[object, str]]:
+        """Every layer's linear projection by its Hugging Face module name (as PEFT adapters
+        name them, ``layers.3.self_attn.q_proj``) -> ``(holder, attribute)``, so a plugin can
+        replace the callable (``setattr(holder, attribute, wrapped)``)."""
+        names = {"q": "self_attn.q_proj", "k": "self_attn.k_proj", "v": "self_attn.v_proj",
+                 "o": "self_attn.o_proj", "gate": "mlp.gate_proj", "up": "mlp.up_proj",
+                 "down": "mlp.down_proj"}
+        return {f"layers.{i}.{hf}": (layer.mlp if hf.startswith("mlp") else layer, attr)
+                for i, layer in enumerate(self.layers) for attr, hf in names.items()}
+
     def kv_cache_spec(self) -> KVCacheSpec:
         cfg = self.config
         return KVCacheSpec(num_layers=cfg.num_layers, num_kv_heads=cfg.num_kv_heads,
@@ -148,6 +162,8 @@ class DecoderLM(CausalLM):
         cfg, spec = self.config, self.spec
         nh, nkv, hd = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
         T = batch.token_ids.shape[0]
+        if self.lora is not None:  # which rows get which adapter's delta, once per step
+            self.lora.begin_step(batch)
         x = self.tok_embed(batch.token_ids).to(self.dtype)  # [T, hidden]
         if self.embed_scale is not None:
             x = x * self.embed_scale

@@ -8,6 +8,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from forge_plugin_protocol.errors import APIError, model_not_found
+from forge_plugin_protocol.models import model_ids, resolve_model
 from forge_plugin_protocol.protocol import DetokenizeRequest, EmbeddingRequest, TokenizeRequest
 
 from forge_kernel.engine.types import InvalidRequest
@@ -16,22 +17,28 @@ from forge_kernel.usage import report_usage
 router = APIRouter()
 
 
-def _model_card(request: Request) -> dict[str, Any]:
+def _model_card(request: Request, model_id: str, parent: str | None) -> dict[str, Any]:
     server = request.app.state.forge
-    return {"id": server.model_name, "object": "model", "created": request.app.state.started,
+    card = {"id": model_id, "object": "model", "created": request.app.state.started,
             "owned_by": "forge", "max_model_len": server.engine.max_model_len}
+    if parent is not None:  # a LoRA adapter (vLLM lists them with their base as parent)
+        card["parent"] = parent
+    return card
 
 
 @router.get("/v1/models")
 async def list_models(request: Request) -> dict[str, Any]:
-    return {"object": "list", "data": [_model_card(request)]}
+    ids = model_ids(request.app.state.forge)
+    return {"object": "list", "data": [_model_card(request, *item) for item in ids]}
 
 
 @router.get("/v1/models/{model_id:path}")
 async def get_model(model_id: str, request: Request) -> dict[str, Any]:
-    if not request.app.state.forge.serves(model_id):
-        raise model_not_found(model_id)
-    return _model_card(request)
+    server = request.app.state.forge
+    adapter = resolve_model(server, model_id)  # 404 for a model not served
+    if adapter is None:
+        return _model_card(request, server.model_name, None)
+    return _model_card(request, f"{server.model_name}:{adapter}", server.model_name)
 
 
 @router.get("/v1/forge/stats")

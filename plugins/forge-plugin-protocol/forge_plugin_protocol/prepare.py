@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from forge_kernel.engine.types import SamplingParams
-from forge_plugin_protocol.errors import model_not_found
+from forge_plugin_protocol.models import resolve_model
 from forge_plugin_protocol.protocol import ChatCompletionRequest, CompletionRequest
 
 
@@ -42,8 +42,7 @@ def prepare(server: Any, body: ChatCompletionRequest | CompletionRequest,
 
     The request id is ``{id_prefix}-{hex}``; ``id_prefix`` defaults to OpenAI's ``chatcmpl`` /
     ``cmpl``."""
-    if not server.serves(body.model):
-        raise model_not_found(body.model)
+    adapter = resolve_model(server, body.model)  # 404 for a model not served
     engine = server.engine
     tokenizer = engine.tokenizer
     prompts = body.prompt_ids(tokenizer)
@@ -53,6 +52,7 @@ def prepare(server: Any, body: ChatCompletionRequest | CompletionRequest,
     else:
         prompt_param = "prompt"
         echoes = [tokenizer.decode(ids) if body.echo else "" for ids in prompts]
+    params.adapter = adapter
     for ids in prompts:
         engine.validate(ids, params, prompt_param)
     chat = prompt_param == "messages"
