@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from forge_kernel.engine.types import InvalidRequest, SamplingParams
+from forge_plugin_protocol import tools
 
 Prob = Annotated[float, Field(ge=0.0, le=1.0)]
 Penalty = Annotated[float, Field(ge=-2.0, le=2.0)]
@@ -62,7 +63,9 @@ class _Sampling(BaseModel):
         return value
 
     def sampling_params(self, max_tokens: int | None, logprobs: int | None,
-                        defaults: dict[str, Any]) -> SamplingParams:
+                        defaults: dict[str, Any], constraint: Any = None) -> SamplingParams:
+        """``constraint``: a spec already chosen (chat requests with tools), else the one
+        ``response_format`` / ``guided_*`` ask for."""
         bias: dict[int, float] = {}
         for key, value in (self.logit_bias or {}).items():
             try:
@@ -89,14 +92,18 @@ class _Sampling(BaseModel):
             ignore_eos=self.ignore_eos,
             logprobs=logprobs,
             n=self.n,
-            constraint=self._constraint(),
+            constraint=constraint if constraint is not None else self._constraint(),
         )
+
+    def guided(self) -> dict[str, Any]:
+        """The vLLM-style ``guided_*`` fields."""
+        return {"guided_json": self.guided_json, "guided_regex": self.guided_regex,
+                "guided_choice": self.guided_choice, "guided_grammar": self.guided_grammar}
 
     def _constraint(self) -> Any:
         """The output constraint asked for, as a kernel ``ConstraintSpec`` built by
         forge-plugin-structured (the optional ``structured`` extra); ``None`` for free text."""
-        guided = {"guided_json": self.guided_json, "guided_regex": self.guided_regex,
-                  "guided_choice": self.guided_choice, "guided_grammar": self.guided_grammar}
+        guided = self.guided()
         asked = [k for k, v in guided.items() if v is not None]
         if self.response_format is None and not asked:
             return None
@@ -132,25 +139,41 @@ class ChatCompletionRequest(_Sampling):
     top_logprobs: Annotated[int, Field(ge=0, le=20)] | None = None
     tools: list[dict[str, Any]] | None = None
     tool_choice: Any = None
+    parallel_tool_calls: bool | None = None
+    forge_tools: list[str] | None = None
+    """Server-side tools (names registered through ``forge_register_tools``) the server runs
+    itself in an agent loop (forge-plugin-openai; see docs/tool-calling.md)."""
+    forge_max_tool_rounds: Annotated[int, Field(ge=1, le=16)] | None = None
     add_generation_prompt: bool = True
 
-    def prompt_ids(self, tokenizer: Any) -> list[list[int]]:
-        """The one prompt: messages rendered with the model's chat template, then tokenized
-        (the template already holds BOS, so no special tokens are added)."""
+    def tool_setup(self, server: Any = None) -> Any:
+        """The validated tool setup (``None``: no tools); see :mod:`forge_plugin_protocol.tools`."""
+        return tools.tool_setup(self, server)
+
+    def prompt_ids(self, tokenizer: Any, setup: Any = None) -> list[list[int]]:
+        """The one prompt: messages rendered with the model's chat template (through the tool
+        format when the request has tools or tool turns), then tokenized (the template already
+        holds BOS, so no special tokens are added)."""
         messages = [m.model_dump(exclude_none=True) for m in self.messages]
-        text = tokenizer.apply_chat_template(messages,
-                                             add_generation_prompt=self.add_generation_prompt)
+        if setup is not None or tools.uses_tools(self):
+            text = tools.render(tokenizer, messages, setup, self.add_generation_prompt)
+        else:
+            text = tokenizer.apply_chat_template(messages,
+                                                 add_generation_prompt=self.add_generation_prompt)
         return [tokenizer.encode(text, add_special_tokens=False)]
 
-    def to_params(self, defaults: dict[str, Any]) -> SamplingParams:
-        if self.tools:
-            raise InvalidRequest("tool calling is not supported by this server yet",
-                                 param="tools", code="unsupported_parameter")
+    def to_params(self, defaults: dict[str, Any], setup: Any = None) -> SamplingParams:
+        """Sampling parameters; ``setup`` (from :meth:`tool_setup`) adds the tool-call
+        constraint (computed here when not given)."""
+        if setup is None and tools.uses_tools(self):
+            setup = self.tool_setup()
         if self.top_logprobs and not self.logprobs:
             raise InvalidRequest("top_logprobs requires logprobs=true", param="top_logprobs")
         logprobs = (self.top_logprobs or 0) if self.logprobs else None
+        spec = (tools.constraint(setup, self.response_format, self.guided())
+                if setup is not None else None)
         return self.sampling_params(self.max_completion_tokens or self.max_tokens, logprobs,
-                                    defaults)
+                                    defaults, spec)
 
 
 class CompletionRequest(_Sampling):

@@ -22,7 +22,9 @@ class RetrievalTool(Tool):
     parameters: dict[str, Any] = {
         "type": "object",
         "properties": {
-            "query": {"type": "string", "description": "What to look for, in natural language."},
+            # bounded: a small model's query can otherwise ramble on until max_tokens
+            "query": {"type": "string", "maxLength": 200,
+                      "description": "What to look for, in natural language."},
             "collection": {"type": "string",
                            "description": "Collection to search (default: the configured one)."},
             "k": {"type": "integer", "minimum": 1, "maximum": 20,

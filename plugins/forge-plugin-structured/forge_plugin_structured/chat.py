@@ -3,6 +3,7 @@
 
 An endpoint does, per request::
 
+    check_messages(messages)                                # tool turns in the history
     setup = tool_setup(body.tools, body.tool_choice, body.parallel_tool_calls)
     prompt = render(tokenizer, messages, setup)             # when setup or tool messages
     params.constraint = constraint(setup, body.response_format, guided)
@@ -18,14 +19,15 @@ from forge_kernel.engine.types import InvalidRequest
 from forge_kernel.interfaces.constraint import ConstraintSpec
 from forge_plugin_structured.api import request_constraint
 from forge_plugin_structured.tools.grammar import tool_constraint
+from forge_plugin_structured.tools.history import check_messages
 from forge_plugin_structured.tools.parser import Delta, ToolCallParser, parse_output
 from forge_plugin_structured.tools.prompt import render
 from forge_plugin_structured.tools.spec import ToolSetup, parse_tools
 
 tool_setup = parse_tools
 
-__all__ = ["StreamedReply", "constraint", "needs_tool_format", "render", "reply_message",
-           "tool_setup"]
+__all__ = ["StreamedReply", "check_messages", "constraint", "needs_tool_format", "render",
+           "reply_message", "tool_setup"]
 
 
 def needs_tool_format(messages: list[dict[str, Any]], setup: ToolSetup | None) -> bool:

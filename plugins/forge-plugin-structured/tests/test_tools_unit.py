@@ -121,3 +121,10 @@ def test_invalid_arguments_in_history_is_a_clear_error():
         forge_messages(messages, None)
     assert info.value.param == "messages[1].tool_calls"
     assert info.value.code == "invalid_tool_arguments"
+
+
+@pytest.mark.parametrize("tail", ["\n<tool_call", "\n<tool_call>\n{\"na", "\n"])
+def test_a_next_call_cut_before_its_name_is_dropped(tail):
+    content, calls = parse_output(f"<tool_call>\n{CALL2}\n</tool_call>{tail}")
+    assert content is None and [c.name for c in calls] == ["get_time"]
+    assert parse_output("<tool_call")[0] == "<tool_call"  # before any call it was text

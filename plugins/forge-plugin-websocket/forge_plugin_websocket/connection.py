@@ -88,8 +88,11 @@ class Connection:
                                 "generations (the limit); wait for one to finish", status=429,
                                 code="too_many_generations", id=msg.id)
         try:
+            # tool_calls=False: the WebSocket delta messages carry text only, so tools are
+            # refused with a 400 naming the field (tool turns in the history still render)
             prepared = prepare(self.server, msg.body,
-                               "wschat" if msg.kind == "chat.completion" else "wscmpl")
+                               "wschat" if msg.kind == "chat.completion" else "wscmpl",
+                               tool_calls=False)
         except (InvalidRequest, APIError) as exc:
             raise ProtocolError(exc.message, param=exc.param, code=exc.code,
                                 status=getattr(exc, "status", 400), id=msg.id) from None

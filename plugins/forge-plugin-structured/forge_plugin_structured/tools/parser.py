@@ -83,10 +83,14 @@ class ToolCallParser:
     def finish(self) -> list[Delta]:
         """End of output: flush held text; a call cut short keeps what it had."""
         out: list[Delta] = []
+        # After a complete call, a next call cut short before its name (max_tokens) is
+        # dropped: it is no call and no content. Before any call it was text.
         if self._in_call and self._args_at is None:
-            self._emit_text(OPEN + self._buf, out)  # never got a name: it was text
+            if not self.calls:
+                self._emit_text(OPEN + self._buf, out)
         elif not self._in_call:
-            self._emit_text(self._buf, out)
+            if not (self.calls and OPEN.startswith(self._buf.strip())):
+                self._emit_text(self._buf, out)
         elif self._buf[self._args_at + self._sent:]:
             rest = self._buf[self._args_at + self._sent:]
             self.calls[-1].arguments += rest

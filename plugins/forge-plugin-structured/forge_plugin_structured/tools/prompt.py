@@ -13,8 +13,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from forge_kernel.engine.types import InvalidRequest
 from forge_plugin_structured.tools.grammar import CLOSE, OPEN
+from forge_plugin_structured.tools.history import call_arguments, check_messages
 from forge_plugin_structured.tools.spec import ToolSetup
 
 PREAMBLE = """You can call these tools (JSON schemas of their arguments):
@@ -44,27 +44,15 @@ def call_text(name: str, arguments: Any) -> str:
     return f"{OPEN}\n{json.dumps({'name': name, 'arguments': arguments})}\n{CLOSE}"
 
 
-def _calls(index: int, calls: Any) -> list[str]:
-    param = f"messages[{index}].tool_calls"
-    if not isinstance(calls, list):
-        raise InvalidRequest(f"{param} must be a list", param=param)
-    out = []
-    for call in calls:
-        fn = call.get("function") if isinstance(call, dict) else None
-        if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
-            raise InvalidRequest(f"{param}: each call needs function.name", param=param)
-        try:
-            arguments = json.loads(fn.get("arguments") or "{}")
-        except (TypeError, ValueError) as exc:
-            raise InvalidRequest(f"{param}: arguments of {fn['name']!r} are not valid JSON: "
-                                 f"{exc}", param=param, code="invalid_tool_arguments") from None
-        out.append(call_text(fn["name"], arguments))
-    return out
+def _calls(index: int, calls: list[Any]) -> list[str]:
+    return [call_text(*call_arguments(index, call)) for call in calls]
 
 
 def forge_messages(messages: list[dict[str, Any]], setup: ToolSetup | None
                    ) -> list[dict[str, Any]]:
-    """``messages`` rewritten into plain system/user/assistant turns (the forge format)."""
+    """``messages`` rewritten into plain system/user/assistant turns (the forge format);
+    malformed tool turns raise ``InvalidRequest`` (:func:`.history.check_messages`)."""
+    check_messages(messages)
     out: list[dict[str, Any]] = []
 
     def add(role: str, text: str) -> None:
@@ -76,9 +64,6 @@ def forge_messages(messages: list[dict[str, Any]], setup: ToolSetup | None
     for i, m in enumerate(messages):
         role = "system" if m.get("role") == "developer" else m.get("role")
         if role == "tool":
-            if not m.get("tool_call_id") and not m.get("name"):
-                raise InvalidRequest(f"messages[{i}]: a tool message needs tool_call_id",
-                                     param=f"messages[{i}].tool_call_id")
             add("user", f"<tool_response>\n{_text(m.get('content'))}\n</tool_response>")
         elif role == "assistant" and m.get("tool_calls"):
             text = _text(m.get("content")).strip()
@@ -107,8 +92,25 @@ def render(tokenizer: Any, messages: list[dict[str, Any]], setup: ToolSetup | No
     """The prompt text for a chat request with tools (or with tool messages in its history)."""
     from_template = getattr(tokenizer, "chat_template", None)
     if template_has_tools(from_template):
+        check_messages(messages)
         tools = [t.openai() for t in setup.callable] if setup is not None else None
-        return tokenizer.apply_chat_template(messages, add_generation_prompt=add_generation_prompt,
+        return tokenizer.apply_chat_template(_template_messages(messages),
+                                             add_generation_prompt=add_generation_prompt,
                                              tools=tools or None)
     return tokenizer.apply_chat_template(forge_messages(messages, setup),
                                          add_generation_prompt=add_generation_prompt)
+
+
+def _template_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """History calls with ``arguments`` as objects: what HF chat templates with a tool format
+    expect (they write ``arguments | tojson``; OpenAI clients send JSON text)."""
+    out = []
+    for i, m in enumerate(messages):
+        if m.get("tool_calls"):
+            calls = []
+            for call in m["tool_calls"]:
+                name, arguments = call_arguments(i, call)
+                calls.append({**call, "function": {"name": name, "arguments": arguments}})
+            m = {**m, "tool_calls": calls}
+        out.append(m)
+    return out

@@ -36,7 +36,8 @@ class ToolSetup:
     choice: str
     """``none`` | ``auto`` | ``required`` | ``named``."""
     named: str | None = None
-    parallel: bool = True
+    parallel: bool = False
+    """Several calls per reply (``parallel_tool_calls: true``)."""
 
     @property
     def callable(self) -> list[FunctionTool]:
@@ -89,7 +90,9 @@ def parse_tools(tools: Any, tool_choice: Any, parallel_tool_calls: Any) -> ToolS
         raise _bad("tools", f"tool names must be unique; {dup!r} appears twice")
     if parallel_tool_calls is not None and not isinstance(parallel_tool_calls, bool):
         raise _bad("parallel_tool_calls", "parallel_tool_calls must be a boolean")
-    parallel = True if parallel_tool_calls is None else parallel_tool_calls
+    # Several calls per reply only when asked for: small models that may chain calls repeat
+    # the first one until max_tokens (OpenAI's default is true; "may", not "must", call several).
+    parallel = bool(parallel_tool_calls)
     if tool_choice is None or tool_choice in CHOICES:
         return ToolSetup(parsed, tool_choice or "auto", None, parallel)
     if isinstance(tool_choice, dict):
