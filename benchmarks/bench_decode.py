@@ -99,24 +99,32 @@ def run(model, kv_cache_factory, prompt: int, gen: int, seed: int, on_decode=Non
     """One prefill of ``prompt`` tokens then ``gen`` greedy decode steps; returns seconds."""
     import torch
 
-    from forge_kernel.interfaces.model import ForwardBatch, SequenceChunk
+    from forge_kernel.interfaces.batch import ForwardBatch, SequenceChunk
 
     kv = kv_cache_factory()
     g = torch.Generator().manual_seed(seed)
     ids = torch.randint(10, model.config.vocab_size - 10, (prompt,), generator=g)
     kv.allocate(0, prompt + gen + 1)
+    tokens = ids.tolist()
+
+    def forward(batch: ForwardBatch) -> int:
+        # the engine's step order: begin_step -> forward (attend per layer) -> commit
+        kv.begin_step(batch)
+        token = int(model.forward(batch, kv)[0].argmax())
+        kv.commit(0, tokens, len(tokens))
+        tokens.append(token)
+        return token
+
     t0 = time.perf_counter()
-    batch = ForwardBatch(ids, torch.arange(prompt), [SequenceChunk(0, 0, prompt)])
-    logits = model.forward(batch, kv)
+    token = forward(ForwardBatch(ids, torch.arange(prompt), [SequenceChunk(0, 0, prompt)]))
     t1 = time.perf_counter()
-    token = int(logits[0].argmax())
     if on_decode is not None:
         on_decode()
     t2 = time.perf_counter()
     for step in range(gen):
         pos = prompt + step
-        batch = ForwardBatch(torch.tensor([token]), torch.tensor([pos]), [SequenceChunk(0, pos, 1)])
-        token = int(model.forward(batch, kv)[0].argmax())
+        token = forward(ForwardBatch(torch.tensor([token]), torch.tensor([pos]),
+                                     [SequenceChunk(0, pos, 1)]))
     t3 = time.perf_counter()
     return t1 - t0, t3 - t2, kv
 

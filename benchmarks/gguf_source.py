@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from forge_kernel.interfaces.model import ModelConfig, ModelSource, WeightTensor
+from forge_kernel.interfaces.loader import ModelConfig, ModelSource, WeightTensor
 
 _SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q",
             12: "d"}

@@ -1,16 +1,11 @@
 """Configuration: defaults < file < environment (``FORGE_*``) < command-line flags.
 
 The file is ``$FORGE_CONFIG`` or ``$FORGE_HOME/config.{toml,yaml,yml,json}`` (``FORGE_HOME``
-defaults to ``~/.forge``). Top-level keys are :class:`ForgeConfig`'s server fields and the
-fields of its nested :class:`~forge_kernel.engine.config.EngineConfig` (the one home of engine
-defaults), set by name everywhere: ``max_batch_size = 8`` in the file, ``FORGE_MAX_BATCH_SIZE``,
-``--max-batch-size``. Tables/mappings are per-plugin sections, read with
-:meth:`ForgeConfig.section`. Every value remembers where it came from (``forge config`` prints
-it); a value of the wrong type is a :class:`ConfigError` naming the key and the expected type.
-
-Loading never discovers plugins (this module does not import :mod:`forge_kernel.plugins`): the
-sections plugins declared are passed in, or come from the plugin host already discovered
-(:func:`declare_sections`).
+defaults to ``~/.forge``). Top-level keys are :class:`ForgeConfig`'s fields and those of its
+:class:`~forge_kernel.engine.config.EngineConfig`, set by name everywhere (``max_batch_size``,
+``FORGE_MAX_BATCH_SIZE``, ``--max-batch-size``); tables are plugin sections. Loading never
+discovers plugins: the declared sections are passed in or come from the host already
+discovered (:func:`declare_sections`).
 """
 
 from __future__ import annotations
@@ -28,7 +23,6 @@ from typing import Any
 from forge_kernel.engine.config import EngineConfig
 from forge_kernel.errors import ConfigError
 
-SECRET_FIELDS = frozenset({"api_key"})
 LOG_FORMATS = ("auto", "console", "json")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
@@ -48,37 +42,30 @@ class ForgeConfig:
     engine: EngineConfig = field(default_factory=EngineConfig)
     sections: dict[str, Any] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)
+    """Where each value came from (``forge config`` prints it)."""
 
     def section(self, name: str) -> Any:
-        """A plugin's section: an instance of the dataclass the plugin declared through
-        ``forge_register_config_sections`` (defaults filled in), or a plain dict of the file's
-        ``[name]`` table for an undeclared section (empty when absent)."""
+        """A plugin's section: an instance of the dataclass it declared (defaults filled in),
+        or a plain dict of the file's ``[name]`` table for an undeclared one (empty when
+        absent)."""
         value = self.sections.get(name, {})
         return dict(value) if isinstance(value, dict) else value
 
     def effective(self) -> list[tuple[str, Any, str]]:
         """``(key, value, source)`` rows with secrets masked, for ``forge config``."""
-        rows = []
-        for key, (owner, _) in _keys(self).items():
-            rows.append((key, _masked(key, getattr(owner, key)), self.sources.get(key, "default")))
+        from forge_kernel.log import is_secret_key  # masks hf_token, not max_tokens
+
+        rows = [(key, getattr(owner, key)) for key, (owner, _) in _keys(self).items()]
         for section, values in self.sections.items():
             items = (values.items() if isinstance(values, dict)
                      else ((f.name, getattr(values, f.name)) for f in dataclasses.fields(values)))
-            for key, value in items:
-                rows.append((f"{section}.{key}", _masked(key, value),
-                             self.sources.get(f"{section}.{key}", "default")))
-        return rows
-
-
-def _masked(key: str, value: Any) -> Any:
-    from forge_kernel.log import is_secret_key  # masks hf_token, not max_tokens
-
-    return "***" if value and (key in SECRET_FIELDS or is_secret_key(key)) else value
+            rows += [(f"{section}.{key}", value) for key, value in items]
+        return [(key, "***" if value and is_secret_key(key.rpartition(".")[2]) else value,
+                 self.sources.get(key, "default")) for key, value in rows]
 
 
 def _keys(config: ForgeConfig) -> dict[str, tuple[Any, Any]]:
-    """Every top-level key -> (the object holding it, its type): server fields, then the
-    engine's."""
+    """Every top-level key -> (the object holding it, its type): server fields, then engine."""
     keys: dict[str, tuple[Any, Any]] = {}
     for owner in (config, config.engine):
         hints = typing.get_type_hints(type(owner))
@@ -92,44 +79,38 @@ _declared: Callable[[], Mapping[str, type]] = dict
 
 
 def declare_sections(source: Callable[[], Mapping[str, type]] | None) -> None:
-    """Tell :func:`load_config` where the declared sections are (``section -> dataclass``):
-    called by :mod:`forge_kernel.plugins` for the process-wide host, so this module never
-    imports (and never triggers discovery of) plugins."""
+    """Where :func:`load_config` finds the declared sections; set by :mod:`forge_kernel.plugins`
+    for the process-wide host, so this module never imports plugins."""
     global _declared
     _declared = source or dict
 
 
-def _coerce(key: str, value: Any, hint: Any, from_text: bool,  # noqa: C901
-            where: str = "") -> Any:
-    """Convert ``value`` to the field type ``hint`` or raise naming ``key``, where the value
-    came from (``where``: ``env FORGE_PORT``, a file, ``--port``) and the expected type."""
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def _coerce(key: str, value: Any, hint: Any, from_text: bool, where: str) -> Any:
+    """``value`` as the field type ``hint``, or a :class:`ConfigError` naming ``key``, where
+    the value came from and the expected type. Text (env) is parsed; file values must match."""
     options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
-    if value is None or (from_text and value == "" and type(None) in options):
-        if type(None) in options:
-            return None
+    if type(None) in options and (value is None or (from_text and value == "")):
+        return None
     for option in options:
-        if option is type(None):
-            continue
         try:
             if option is bool:
                 if isinstance(value, bool):
                     return value
-                if from_text and str(value).lower() in ("1", "true", "yes", "on", "0",
-                                                        "false", "no", "off"):
-                    return str(value).lower() in ("1", "true", "yes", "on")
-            elif option is int and not isinstance(value, bool):
-                if isinstance(value, int) or from_text:
-                    return int(value)
-            elif option is float and not isinstance(value, bool):
-                if isinstance(value, int | float) or from_text:
-                    return float(value)
+                if from_text and str(value).lower() in _TRUE + _FALSE:
+                    return str(value).lower() in _TRUE
+            elif option in (int, float) and not isinstance(value, bool):
+                if from_text or isinstance(value, int) or (option is float
+                                                           and isinstance(value, float)):
+                    return option(value)
             elif option is str and (isinstance(value, str) or from_text):
                 return str(value)
         except ValueError:
             continue
     expected = " or ".join("null" if o is type(None) else o.__name__ for o in options)
-    origin = f" (from {where})" if where else ""
-    raise ConfigError(f"config key {key!r}{origin}: expected {expected}, got {value!r}")
+    raise ConfigError(f"config key {key!r} (from {where}): expected {expected}, got {value!r}")
 
 
 def forge_home() -> Path:
@@ -170,68 +151,61 @@ def _read(path: Path) -> dict[str, Any]:
     return data
 
 
+def _layers(config: ForgeConfig, hints: Mapping[str, Any], raw: Mapping[str, Any],
+            path: Path | None, section: str = "") -> dict[str, Any]:
+    """The file's ``raw`` values then ``FORGE_[<SECTION>_]<KEY>`` variables for the keys of
+    ``hints``, each type-checked and its source recorded; an unknown file key is an error
+    (a typo must not be ignored silently)."""
+    prefix = f"{section}." if section else ""
+    env_prefix = f"FORGE_{section.upper().replace('-', '_')}_" if section else "FORGE_"
+    values: dict[str, Any] = {}
+
+    def put(key: str, value: Any, from_text: bool, where: str) -> None:
+        values[key] = _coerce(prefix + key, value, hints[key], from_text, where)
+        config.sources[prefix + key] = where
+
+    for key, value in raw.items():
+        if key not in hints:
+            known = ", ".join(sorted(hints)) or "none"
+            raise ConfigError(f"{path}: unknown key {prefix}{key} (known: {known})" if section
+                              else f"{path}: unknown config key {key!r} (known: {known})")
+        put(key, value, False, f"file {path}")
+    for key in hints:
+        env_name = env_prefix + key.upper()
+        if env_name in os.environ:
+            put(key, os.environ[env_name], True, f"env {env_name}")
+    return values
+
+
 def load_config(flags: dict[str, Any] | None = None,
                 sections: Mapping[str, type] | None = None) -> ForgeConfig:
-    """Build the effective configuration; ``flags`` are command-line values (``None`` = unset).
-
-    ``sections`` maps section names to the dataclasses plugins declared; by default those of the
-    plugin host already discovered (none before discovery; loading never discovers plugins).
-    """
+    """The effective configuration; ``flags`` are command-line values (``None`` = unset).
+    ``sections`` maps section names to the dataclasses plugins declared (default: those of
+    the plugin host already discovered)."""
     sections = _declared() if sections is None else sections
     config = ForgeConfig()
     keys = _keys(config)
-
-    def put(key: str, value: Any, from_text: bool, where: str, source: str) -> None:
-        owner, hint = keys[key]
-        setattr(owner, key, _coerce(key, value, hint, from_text, where))
-        config.sources[key] = source
-
     path = config_file()
-    if path is not None:
-        for key, value in _read(path).items():
-            if isinstance(value, dict):
-                config.sections[key] = value
-            elif key in keys:
-                put(key, value, False, f"file {path}", f"file {path}")
-            else:  # a typo must not be ignored silently
-                raise ConfigError(f"{path}: unknown config key {key!r} "
-                                  f"(known: {', '.join(sorted(keys))})")
-    for key in keys:
-        env_name = f"FORGE_{key.upper()}"
-        if env_name in os.environ:
-            put(key, os.environ[env_name], True, f"env {env_name}", f"env {env_name}")
+    data = _read(path) if path is not None else {}
+    config.sections = {k: v for k, v in data.items() if isinstance(v, dict)}
+    values = _layers(config, {k: hint for k, (_, hint) in keys.items()},
+                     {k: v for k, v in data.items() if not isinstance(v, dict)}, path)
     for key, value in (flags or {}).items():
         if value is not None and key in keys:
-            put(key, value, False, f"--{key.replace('_', '-')}", "command line")
+            values[key] = _coerce(key, value, keys[key][1], False, f"--{key.replace('_', '-')}")
+            config.sources[key] = "command line"
+    for key, value in values.items():
+        setattr(keys[key][0], key, value)
     for key, allowed in (("log_format", LOG_FORMATS), ("log_level", LOG_LEVELS)):
         if str(getattr(config, key)).lower() not in allowed:
             raise ConfigError(f"config key {key!r} ({config.sources.get(key)}): expected one "
                               f"of {', '.join(allowed)}, got {getattr(config, key)!r}")
     for name, schema in sections.items():
-        config.sections[name] = _build_section(config, name, schema, path)
+        hints = typing.get_type_hints(schema)
+        known = {f.name: hints[f.name] for f in dataclasses.fields(schema)}
+        values = _layers(config, known, config.sections.get(name, {}), path, name)
+        try:
+            config.sections[name] = schema(**values)
+        except TypeError as exc:  # a field without default left unset
+            raise ConfigError(f"config section [{name}]: {exc}") from None
     return config
-
-
-def _build_section(config: ForgeConfig, name: str, schema: type, path: Path | None) -> Any:
-    """Instantiate a declared section: dataclass defaults < file ``[name]`` < env
-    ``FORGE_<NAME>_<FIELD>``; every value type-checked, unknown keys rejected."""
-    raw = config.sections.get(name, {})
-    hints = typing.get_type_hints(schema)
-    known = {f.name for f in dataclasses.fields(schema)}
-    values: dict[str, Any] = {}
-    for key, value in raw.items():
-        if key not in known:
-            raise ConfigError(f"{path}: unknown key {name}.{key} "
-                              f"(known: {', '.join(sorted(known)) or 'none'})")
-        values[key] = _coerce(f"{name}.{key}", value, hints[key], False, f"file {path}")
-        config.sources[f"{name}.{key}"] = f"file {path}"
-    for key in known:
-        env_name = f"FORGE_{name.upper().replace('-', '_')}_{key.upper()}"
-        if env_name in os.environ:
-            values[key] = _coerce(f"{name}.{key}", os.environ[env_name], hints[key], True,
-                                  f"env {env_name}")
-            config.sources[f"{name}.{key}"] = f"env {env_name}"
-    try:
-        return schema(**values)
-    except TypeError as exc:  # a field without default left unset
-        raise ConfigError(f"config section [{name}]: {exc}") from None

@@ -41,6 +41,19 @@ class ModelFormatError(ForgeError):
         self.problem = problem
 
 
+class ModelNotFound(ForgeError):
+    """A model name that is no path, no model a plugin provides, or not the one served.
+    HTTP endpoints answer 404 ``model_not_found`` naming ``param``."""
+
+    status = 404
+    code = "model_not_found"
+
+    def __init__(self, message: str, param: str | None = "model") -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+
+
 class KVCacheFull(ForgeError):
     """The KV cache cannot hold the requested tokens; the scheduler preempts and retries."""
 

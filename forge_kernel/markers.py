@@ -1,13 +1,4 @@
-"""The pluggy markers of forge-kernel.
-
-Plugins decorate their hook implementations with :data:`hookimpl`::
-
-    from forge_kernel import hookimpl
-
-    @hookimpl
-    def forge_register_backends(register):
-        register("mybackend", MyBackend)
-"""
+"""The pluggy markers: plugins decorate hook implementations with ``@hookimpl``."""
 
 import pluggy
 

@@ -1,17 +1,9 @@
 """Plugin discovery through the ``forge_kernel`` entry-point group, once per process.
 
-Selection (checked before a plugin is imported):
-
-* ``FORGE_PLUGINS`` — allow-list; unset loads all, empty loads none, ``a,b`` loads only those;
-  ``forge serve --plugins a,b`` sets the same list;
-* ``FORGE_DISABLE_PLUGINS`` — block-list;
-* selectors match the entry-point name or the distribution name (``-``/``_`` alike); a selector
-  that matches nothing is warned about.
-
-A plugin that fails to import, validate or register is rolled back (nothing it registered
-stays), reported on one stderr line and skipped, so one broken plugin never takes the kernel
-down. It is a hard error instead when the plugin was asked for by name or when
-``FORGE_PLUGINS_STRICT=1``: never fall back silently to something the user did not ask for.
+Selection happens before a plugin is imported: ``FORGE_PLUGINS`` (or ``--plugins``) is an
+allow-list, ``FORGE_DISABLE_PLUGINS`` a block-list; names match the entry point or the
+distribution. A plugin that fails to load is rolled back, reported on one line and skipped,
+unless it was asked for by name or ``FORGE_PLUGINS_STRICT=1`` (then it is an error).
 """
 
 from __future__ import annotations
@@ -21,7 +13,7 @@ import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from importlib.metadata import EntryPoint, entry_points
+from importlib.metadata import entry_points
 from typing import Any
 
 import pluggy
@@ -72,18 +64,12 @@ class PluginHost:
         return self.pm.hook
 
     def section_schemas(self) -> dict[str, type]:
-        """``section -> dataclass`` declared by the loaded plugins (for
-        :func:`forge_kernel.config.load_config`)."""
+        """``section -> dataclass`` of the loaded plugins (for ``load_config``)."""
         return {name: schema for name, (schema, _) in self.config_sections.items()}
 
     def register(self, plugin: object, name: str) -> None:
-        """Register one plugin object and collect what its registration hooks offer.
-
-        Each of the plugin's ``forge_register_*`` implementations is called with a ``register``
-        callback bound to this plugin's name, so every implementation records who offered it (and
-        duplicates can name both plugins). On any error everything the plugin registered is
-        rolled back and the error re-raised.
-        """
+        """Register one plugin and call its own ``forge_register_*`` hooks with callbacks that
+        record its name; on any error everything it registered is rolled back."""
         self.pm.register(plugin, name=name)
         try:
             self.pm.check_pending()  # a misspelled forge_* hook is an error, not a silent no-op
@@ -96,8 +82,6 @@ class PluginHost:
             raise
 
     def _registrar(self, kind: str, plugin_name: str) -> Callable[[str, Callable[..., Any]], None]:
-        """The ``register(name, factory)`` callback handed to one plugin for one kind."""
-
         def register(impl_name: str, factory: Callable[..., Any]) -> None:
             if not isinstance(impl_name, str) or not impl_name:
                 raise PluginError(f"{kind} names must be non-empty strings, got {impl_name!r}")
@@ -121,8 +105,8 @@ class PluginHost:
         return register
 
     def _call_own(self, plugin: object, hook_name: str, **kwargs: Any) -> None:
-        """Call ``plugin``'s own implementation of ``hook_name`` (if any), and only it, through
-        pluggy (so hook-call monitoring, e.g. ``forge_hook_recorder``, sees it)."""
+        """Call only ``plugin``'s implementation of ``hook_name``, through pluggy (so hook
+        monitoring such as ``forge_hook_recorder`` sees it)."""
         caller = getattr(self.pm.hook, hook_name)
         if not any(impl.plugin is plugin for impl in caller.get_hookimpls()):
             return
@@ -137,13 +121,16 @@ class PluginHost:
         for section in [s for s, (_, owner) in self.config_sections.items() if owner == name]:
             del self.config_sections[section]
 
+    def _load(self, plugin: object, status: PluginStatus) -> None:
+        self.register(plugin, status.name)
+        status.kinds = self.registry.kinds_of(status.name)
+        status.hooks = self.hooks_of(status.name)
+
     def add_plugin(self, plugin: object, name: str, distribution: str = "-",
                    version: str = "-") -> PluginStatus:
-        """Register ``plugin`` (see :meth:`register`) and record its status for
-        ``forge plugins``; used for plugins that do not come from an entry point (tests)."""
-        self.register(plugin, name)
-        status = PluginStatus(name, distribution, version, "loaded",
-                              self.registry.kinds_of(name), self.hooks_of(name))
+        """Register a plugin that does not come from an entry point (tests)."""
+        status = PluginStatus(name, distribution, version, "loaded")
+        self._load(plugin, status)
         self.statuses.append(status)
         return status
 
@@ -153,8 +140,7 @@ class PluginHost:
         return sorted(caller.name for caller in callers or [])
 
     def call_each(self, hook_name: str, **kwargs: Any) -> list[tuple[str, BaseException]]:
-        """Call one hook plugin by plugin, isolating failures (CLI command registration,
-        shutdown): returns ``(plugin, error)`` for those that raised."""
+        """Call a hook plugin by plugin; returns ``(plugin, error)`` for those that raised."""
         failures = []
         for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
             try:
@@ -164,8 +150,8 @@ class PluginHost:
         return failures
 
     def restrict(self, allow: str) -> None:
-        """Disable every loaded plugin not named in ``allow`` (``forge serve --plugins``); a
-        named plugin that is missing or failed is an error."""
+        """Disable every loaded plugin not named in ``allow``; a named plugin that is missing
+        or failed is an error."""
         wanted = _selectors(allow) or set()
         found: set[str] = set()
         for status in self.statuses:
@@ -183,8 +169,7 @@ class PluginHost:
             raise PluginError(f"requested plugins not installed: {', '.join(missing)}")
 
     def discover(self, allow: str | None = None) -> None:
-        """Load selected entry points (see module docstring). ``allow`` overrides
-        ``FORGE_PLUGINS``."""
+        """Load the selected entry points; ``allow`` overrides ``FORGE_PLUGINS``."""
         env = os.environ
         allowed = _selectors(allow if allow is not None else env.get("FORGE_PLUGINS"))
         blocked = _selectors(env.get("FORGE_DISABLE_PLUGINS")) or set()
@@ -210,27 +195,19 @@ class PluginHost:
                         f"plugin name {ep.name!r} is used by both {owner.distribution} and "
                         f"{dist}; disable one by its distribution name with "
                         "FORGE_DISABLE_PLUGINS")
-                self.register(_load(ep), ep.name)
+                self._load(ep.load(), status)
             except Exception as exc:  # noqa: BLE001 - a broken plugin must not kill the kernel
-                # one line, whatever the exception's message looks like
                 status.status = "failed"
-                status.error = " ".join(f"{type(exc).__name__}: {exc}".split())
+                status.error = " ".join(f"{type(exc).__name__}: {exc}".split())  # one line
                 if requested or strict:
                     why = "it was requested by name" if requested else "FORGE_PLUGINS_STRICT=1"
                     raise PluginError(f"plugin {ep.name!r} ({dist} {version}) failed to load "
                                       f"and {why}: {status.error}") from exc
                 print(f"forge: plugin {ep.name!r} ({dist} {version}) failed to load and was "
                       f"skipped: {status.error}", file=sys.stderr)
-                continue
-            status.kinds = self.registry.kinds_of(ep.name)
-            status.hooks = self.hooks_of(ep.name)
         for selector in sorted(((allowed or set()) | blocked) - seen):
             print(f"forge: warning: plugin selector {selector!r} matches no installed plugin",
                   file=sys.stderr)
-
-
-def _load(ep: EntryPoint) -> object:
-    return ep.load()
 
 
 _host: PluginHost | None = None
@@ -257,13 +234,6 @@ def get_host() -> PluginHost:
 def discovered() -> bool:
     """Whether the process-wide host exists (plugins were discovered or a host installed)."""
     return _host is not None
-
-
-def reset_host() -> None:
-    """Forget the discovered host (tests)."""
-    global _allow_override
-    install_host(None)
-    _allow_override = None
 
 
 def install_host(host: PluginHost | None) -> PluginHost | None:

@@ -31,17 +31,12 @@ from forge_kernel.errors import (
     PluginError,
     UnknownImplementationError,
 )
+from forge_kernel.interfaces.architecture import ModelArchitecture
 from forge_kernel.interfaces.backend import Backend
 from forge_kernel.interfaces.endpoint import Endpoint, Middleware
 from forge_kernel.interfaces.kv_cache import KVCache, KVCacheSpec
-from forge_kernel.interfaces.model import (
-    CausalLM,
-    ModelArchitecture,
-    ModelConfig,
-    ModelSource,
-    WeightLoader,
-    WeightTensor,
-)
+from forge_kernel.interfaces.loader import ModelConfig, ModelSource, WeightLoader, WeightTensor
+from forge_kernel.interfaces.model import CausalLM
 from forge_kernel.interfaces.quantizer import Quantizer
 from forge_kernel.interfaces.scheduler import Scheduler, SchedulerOutput
 from forge_kernel.interfaces.tool import Tool

@@ -1,14 +1,16 @@
 """The ``forge`` command line.
 
 Built-in commands are imported lazily (``forge --help`` never imports torch); plugins add or
-replace commands through ``forge_register_commands``. Commands whose feature lives in a plugin
-that is not installed are listed anyway and say what to install.
+replace commands through ``forge_register_commands``. Commands whose plugin is not installed
+are listed anyway and say what to install.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import sys
+from collections.abc import Iterator
 
 import click
 
@@ -31,8 +33,22 @@ FEATURE_PLUGINS = {
     "runs": ("forge-plugin-train", "List training runs."),
     "rag": ("forge-plugin-rag", "Index documents and answer from them."),
     "keys": ("forge-plugin-auth", "Manage API keys."),
+    "eval": ("forge-plugin-eval", "Evaluate a model (perplexity)."),
 }
 """Commands provided by plugins: the distribution to install when the command is missing."""
+
+
+@contextlib.contextmanager
+def reported(ctx: click.Context) -> Iterator[None]:
+    """A user-caused :class:`~forge_kernel.errors.ForgeError` becomes one ``Error:`` line and
+    exit status 2, not a traceback."""
+    from forge_kernel.errors import ForgeError
+
+    try:
+        yield
+    except ForgeError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        ctx.exit(2)
 
 
 def _missing_plugin_command(name: str, dist: str, summary: str) -> click.Command:
@@ -49,9 +65,11 @@ def _missing_plugin_command(name: str, dist: str, summary: str) -> click.Command
 class ForgeGroup(click.Group):
     """Resolves built-in commands lazily and merges in plugin commands on first use."""
 
-    _plugin_commands: tuple[object, list[object], dict[str, click.Command]] | None = None
-    """``(host, hook implementations, commands)``: recomputed when the process-wide host or its
-    plugins change (tests register plugins between invocations)."""
+    _allow: str | None = None
+    """The allow-list to discover with: ``forge serve --plugins``, else the config file's
+    ``plugins`` (``forge --plugins`` and ``FORGE_PLUGINS`` apply anyway)."""
+    _cache: tuple[object, list[object], dict[str, click.Command]] | None = None
+    """``(host, hook implementations, commands)``, recomputed when either changes (tests)."""
 
     def _plugins(self) -> dict[str, click.Command]:
         from forge_kernel.plugins import discovered, get_host, select_plugins
@@ -60,12 +78,10 @@ class ForgeGroup(click.Group):
             select_plugins(self._allow)  # before discovery: the others are never imported
         host = get_host()
         impls = host.hook.forge_register_commands.get_hookimpls()
-        cached = self._plugin_commands
-        if cached is None or cached[0] is not host or cached[1] != impls:
-            # each plugin adds to a scratch group, so one failing plugin cannot leave half its
-            # commands behind nor break the others'
+        if self._cache is None or self._cache[0] is not host or self._cache[1] != impls:
             commands: dict[str, click.Command] = {}
             for impl in impls:
+                # a scratch group per plugin: a failing one leaves no half of its commands
                 collector = click.Group()
                 try:
                     impl.function(cli=collector)
@@ -74,40 +90,21 @@ class ForgeGroup(click.Group):
                                f"{type(exc).__name__}: {exc}", err=True)
                     continue
                 commands.update(collector.commands)
-            self._plugin_commands = (host, impls, commands)
-        return self._plugin_commands[2]
+            self._cache = (host, impls, commands)
+        return self._cache[2]
 
     def invoke(self, ctx: click.Context) -> object:
-        from forge_kernel.errors import ForgeError
-
-        try:
+        with reported(ctx):
             return super().invoke(ctx)
-        except ForgeError as exc:  # a user-caused error: one clear line, no traceback
-            click.echo(f"Error: {exc}", err=True)
-            ctx.exit(2)
-
-    _allow: str | None = None
-    """The allow-list to discover with: ``forge serve --plugins``, else the config file's
-    ``plugins`` (``--plugins`` before the command and ``FORGE_PLUGINS`` are applied anyway)."""
 
     def resolve_command(self, ctx: click.Context, args: list[str]):  # noqa: ANN201
-        from forge_kernel.errors import ForgeError
-
         self._allow = _requested_plugins(args, "forge_plugins" in ctx.meta)
-        try:
+        with reported(ctx):
             return super().resolve_command(ctx, args)
-        except ForgeError as exc:
-            click.echo(f"Error: {exc}", err=True)
-            ctx.exit(2)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        from forge_kernel.errors import ForgeError
-
-        try:  # `forge --help` lists plugin commands: a strict-mode failure is an error, not a trace
+        with reported(ctx):  # `forge --help` lists plugin commands: strict mode may fail
             plugin_commands = self._plugins()
-        except ForgeError as exc:
-            click.echo(f"Error: {exc}", err=True)
-            ctx.exit(2)
         return sorted(set(BUILTIN_COMMANDS) | set(FEATURE_PLUGINS) | set(plugin_commands))
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
@@ -123,9 +120,9 @@ class ForgeGroup(click.Group):
 
 
 def _requested_plugins(args: list[str], flag_given: bool) -> str | None:
-    """``--plugins`` given to ``forge serve`` (its value must be known before the command is
-    resolved, since resolving discovers plugins), else ``plugins`` from the configuration
-    unless ``forge --plugins`` was given."""
+    """``forge serve --plugins`` (needed before the command is resolved, since resolving
+    discovers plugins), else the configuration's ``plugins`` unless ``forge --plugins`` was
+    given."""
     if args and args[0] == "serve":
         for i, arg in enumerate(args[1:], 1):
             if arg == "--plugins" and i + 1 < len(args):
@@ -146,14 +143,10 @@ def _requested_plugins(args: list[str], flag_given: bool) -> str | None:
 def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
     if not value or ctx.resilient_parsing:
         return
-    from forge_kernel.errors import ForgeError
     from forge_kernel.plugins import get_host
 
-    try:
+    with reported(ctx):
         statuses = get_host().statuses
-    except ForgeError as exc:
-        click.echo(f"Error: {exc}", err=True)
-        ctx.exit(2)
     click.echo(f"forge-kernel {__version__}")
     for status in statuses:
         suffix = "" if status.status == "loaded" else f" ({status.status})"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import click
 
@@ -13,14 +12,8 @@ import click
 def config_command(as_json: bool) -> None:
     """Print effective settings (defaults < config file < FORGE_* env < flags) and sources."""
     from forge_kernel.config import config_file, load_config
-    from forge_kernel.errors import ConfigError
 
-    try:
-        config = load_config()
-    except ConfigError as exc:
-        click.echo(f"Error: {exc}", err=True)
-        sys.exit(2)
-    rows = config.effective()
+    rows = load_config().effective()  # a ConfigError is reported by the forge group
     if as_json:
         click.echo(json.dumps({k: {"value": v, "source": s} for k, v, s in rows}, indent=2))
         return

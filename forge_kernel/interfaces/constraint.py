@@ -1,16 +1,10 @@
 """Token constraints: structured output (JSON schema, regex, choice, grammar) as per-step masks.
 
-A request carries a declarative :class:`ConstraintSpec` in
-:attr:`~forge_kernel.engine.types.SamplingParams.constraint`. When the engine validates the
-request (before it is queued, so a bad schema is a 400 and not a broken stream) the spec is
-compiled **once** by a :class:`ConstraintCompiler` that a plugin registered through
-``forge_register_constraint_compilers``; every choice of the request then gets its own
-:class:`Constraint` (the matcher state). The sampler asks each constrained row for its allowed
-tokens and feeds it the sampled token: plain method calls on held objects, no hook dispatch per
-token. Rows with and without constraints share a batch.
-
-Mask format: an ``int32`` tensor of ``ceil(vocab_size / 32)`` words, token ``t`` allowed when
-bit ``t % 32`` of word ``t // 32`` is set (the layout xgrammar and llguidance both fill).
+A request's :class:`ConstraintSpec` is compiled once, when the engine validates the request (a
+bad schema is a 400, not a broken stream), by a registered :class:`ConstraintCompiler`; each
+choice gets its own :class:`Constraint`, which the sampler asks for a mask and feeds the
+sampled token (docs/structured-output.md). Mask: ``int32 [ceil(vocab_size / 32)]``, token
+``t`` allowed when bit ``t % 32`` of word ``t // 32`` is set (as xgrammar and llguidance fill).
 """
 
 from __future__ import annotations
@@ -23,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import torch
 
-    from forge_kernel.interfaces.model import Tokenizer
+    from forge_kernel.interfaces.tokenizer import Tokenizer
 
 KINDS = ("json_object", "json_schema", "regex", "choice", "grammar")
 """Constraint kinds an endpoint may ask for; a compiler may support a subset."""
@@ -132,7 +126,3 @@ def compile_constraint(spec: ConstraintSpec, tokenizer: Tokenizer,
                              f"{', '.join(KINDS)})", param=spec.param)
     spec.compiled = _compiler(spec.compiler, tokenizer, vocab_size, spec.param).compile(spec)
     return spec.compiled
-
-
-__all__ = ["KINDS", "CompiledConstraint", "Constraint", "ConstraintCompiler", "ConstraintSpec",
-           "compile_constraint", "mask_words"]

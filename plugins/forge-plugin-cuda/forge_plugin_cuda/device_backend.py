@@ -21,7 +21,7 @@ from forge_plugin_cuda.weights import parse_dtype, storage_key, to_device_dense,
 
 if TYPE_CHECKING:
     from forge_kernel.interfaces.backend import EmbeddingOp, LinearOp
-    from forge_kernel.interfaces.model import WeightTensor
+    from forge_kernel.interfaces.loader import WeightTensor
 
 
 class TorchDeviceBackend(Backend):

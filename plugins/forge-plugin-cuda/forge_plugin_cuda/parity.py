@@ -12,10 +12,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-try:  # the kernel's interface split moved the batch types
-    from forge_kernel.interfaces.batch import ForwardBatch, SequenceChunk
-except ImportError:  # pragma: no cover - kernels before the split
-    from forge_kernel.interfaces.model import ForwardBatch, SequenceChunk
+from forge_kernel.interfaces.batch import ForwardBatch, SequenceChunk
 
 
 def place_rope_tables(model: object, device: torch.device | str) -> bool:

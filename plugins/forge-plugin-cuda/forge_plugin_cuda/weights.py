@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import torch
 
 if TYPE_CHECKING:
-    from forge_kernel.interfaces.model import WeightTensor
+    from forge_kernel.interfaces.loader import WeightTensor
 
 CHUNK_ELEMENTS = 1 << 22
 """Elements dequantized per step (16 MiB of float32 on the host)."""

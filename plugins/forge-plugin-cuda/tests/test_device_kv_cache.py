@@ -12,14 +12,10 @@ import torch  # noqa: E402
 from forge_plugin_cuda.kv_cache import DevicePagedKVCache, resolve_attention  # noqa: E402
 
 from forge_kernel.errors import ConfigError  # noqa: E402
+from forge_kernel.interfaces.batch import ForwardBatch, SequenceChunk  # noqa: E402
 from forge_kernel.interfaces.kv_cache import KVCacheConfig, KVCacheSpec  # noqa: E402
 from forge_kernel.plugins import get_host  # noqa: E402
 from forge_kernel.testing.conformance.kv_cache import KVCacheConformance  # noqa: E402
-
-try:
-    from forge_kernel.interfaces.batch import ForwardBatch, SequenceChunk  # noqa: E402
-except ImportError:  # kernel before the interface split
-    from forge_kernel.interfaces.model import ForwardBatch, SequenceChunk  # noqa: E402
 
 
 class TestDevicePagedTorch(KVCacheConformance):

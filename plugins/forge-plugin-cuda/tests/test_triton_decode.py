@@ -9,7 +9,8 @@ os.environ["TRITON_INTERPRET"] = "1"
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
-from forge_plugin_kv_naive.cache import attention as reference  # noqa: E402
+
+from forge_kernel.engine.attention import grouped_attention as reference  # noqa: E402
 
 triton_decode = pytest.importorskip("forge_plugin_cuda.triton_decode")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from forge_kernel.interfaces.model import ModelSource
+from forge_kernel.interfaces.loader import ModelSource
 from forge_kernel.interfaces.quantizer import Quantizer
 from forge_plugin_ggml_quant.mixes import FILE_TYPES
 

@@ -125,8 +125,3 @@ class NaiveKVCache(KVCache):
                                                sliding_window=sliding_window,
                                                logit_softcap=logit_softcap)
         return out
-
-
-
-attention = grouped_attention
-"""Former name of the reference attention, which other plugins' tests still import."""

@@ -14,9 +14,10 @@ import base64
 import json
 from typing import Any
 
+from forge_kernel.errors import ModelNotFound
 from forge_plugin_rag.embedder import DIMENSIONS, MODEL_NAME
 from forge_plugin_rag.endpoint import error_json, in_thread
-from forge_plugin_rag.errors import ModelNotFound, RAGError
+from forge_plugin_rag.errors import RAGError
 
 PATH = "/v1/embeddings"
 NAMES = {MODEL_NAME, f"sentence-transformers/{MODEL_NAME}"}
@@ -106,7 +107,7 @@ class EmbeddingsRoute:
                 raise ModelNotFound(f"The model `{model}` does not exist; embeddings are served "
                                     f"by `{MODEL_NAME}`.", param="model")
             response = JSONResponse(await embeddings_response(body))
-        except RAGError as exc:
+        except (RAGError, ModelNotFound) as exc:
             response = JSONResponse(error_json(exc.status, exc.message, exc.param, exc.code),
                                     status_code=exc.status)
         await response(scope, receive, send)

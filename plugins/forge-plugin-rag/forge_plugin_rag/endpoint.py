@@ -12,6 +12,7 @@ import asyncio
 import json
 from typing import Any
 
+from forge_kernel.errors import ModelNotFound
 from forge_kernel.interfaces.endpoint import Endpoint
 from forge_plugin_rag.errors import DocumentTooLarge, RAGError
 
@@ -88,6 +89,8 @@ class RagEndpoint(Endpoint):
         async def rag_error(_request: Any, exc: RAGError) -> JSONResponse:
             return JSONResponse(error_json(exc.status, exc.message, exc.param, exc.code),
                                 status_code=exc.status)
+
+        app.add_exception_handler(ModelNotFound, rag_error)  # the kernel's: same fields
 
         app.include_router(routes.router)
         mount_embeddings(app)

@@ -58,11 +58,6 @@ class InvalidName(RAGError):
     code = "invalid_name"
 
 
-class ModelNotFound(RAGError):
-    status = 404
-    code = "model_not_found"
-
-
 class EmbedderMismatch(RAGError):
     status = 409
     code = "embedder_mismatch"

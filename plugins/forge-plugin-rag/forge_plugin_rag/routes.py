@@ -20,8 +20,9 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
+from forge_kernel.errors import ModelNotFound
 from forge_plugin_rag.endpoint import error_json, field, in_thread, json_body, read_upload
-from forge_plugin_rag.errors import ModelNotFound, RAGError
+from forge_plugin_rag.errors import RAGError
 from forge_plugin_rag.loaders import kind_of
 from forge_plugin_rag.store import check_name, delete_collection, list_collections
 

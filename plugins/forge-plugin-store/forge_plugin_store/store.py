@@ -25,17 +25,13 @@ from typing import Any
 
 from forge_kernel.config import forge_home
 from forge_kernel.engine.config import DEFAULT_MODEL, display_name
-from forge_kernel.errors import ForgeError
+from forge_kernel.errors import ForgeError, ModelNotFound
 
 __all__ = ["BUILTIN_MODELS", "DEFAULT_MODEL", "MANIFEST", "BuiltinModel", "ModelNotFound",
            "ModelRecord", "ModelStore", "display_name", "find_model", "forge_home", "models_dir",
            "resolve_model"]
 
 MANIFEST = "manifest.json"
-
-
-class ModelNotFound(ForgeError):
-    """A model name is neither a path, a stored model nor a built-in one."""
 
 
 @dataclass(slots=True)
@@ -80,6 +76,8 @@ class ModelRecord:
     size_bytes: int = 0
     context_length: int = 0
     modified: float = field(default_factory=time.time)
+    lineage: dict[str, Any] = field(default_factory=dict)
+    """How a derived model was made (``forge quantize``: source, method, types, imatrix)."""
 
     def resolve_path(self, directory: Path) -> Path:
         path = Path(self.path)
@@ -127,13 +125,15 @@ class ModelStore:
         source: str,
         fill: Callable[[Path], Path],
         describe: Callable[[Path], dict[str, Any]],
+        lineage: dict[str, Any] | None = None,
     ) -> ModelRecord:
         """Add ``name`` atomically.
 
         ``fill(staging_dir)`` puts the model's files in ``staging_dir`` (or returns an external
-        path for built-ins) and returns the model path; ``describe(path)`` validates it by loading
-        it and returns manifest fields. Any failure removes the staging directory, so nothing
-        half-written is ever listed.
+        path for built-ins and files made elsewhere) and returns the model path;
+        ``describe(path)`` validates it by loading it and returns manifest fields; ``lineage``
+        is stored as given. Any failure removes the staging directory, so nothing half-written
+        is ever listed.
         """
         self.root.mkdir(parents=True, exist_ok=True)
         staging = self.root / f".partial-{uuid.uuid4().hex}"
@@ -143,7 +143,8 @@ class ModelStore:
             facts = describe(model_path)
             inside = model_path.is_relative_to(staging)
             stored = model_path.relative_to(staging) if inside else model_path
-            record = ModelRecord(name=name, source=source, path=str(stored), **facts)
+            record = ModelRecord(name=name, source=source, path=str(stored),
+                                 lineage=dict(lineage or {}), **facts)
             (staging / MANIFEST).write_text(json.dumps(asdict(record), indent=2))
             final = self.root / _slug(name)
             if final.exists():
@@ -153,6 +154,14 @@ class ModelStore:
         finally:
             if staging.exists():
                 shutil.rmtree(staging, ignore_errors=True)
+
+    def record_for(self, path: Path) -> ModelRecord | None:
+        """The record whose files are ``path`` (e.g. a quantized file stored by reference)."""
+        target = Path(path).resolve()
+        for record, directory in self.records():
+            if record.resolve_path(directory).resolve() == target:
+                return record
+        return None
 
     def remove(self, name: str) -> bool:
         found = self.find(name)

@@ -3,7 +3,7 @@
 llguidance needs every token's bytes and a way to tokenize text. A tokenizer backed by the Rust
 ``tokenizers`` library (forge-plugin-tokenizers: GGUF and Hugging Face models) hands over its
 serialized form, which llguidance reads exactly (byte fallback, ``▁`` spaces, byte-level BPE).
-Any other :class:`~forge_kernel.interfaces.model.Tokenizer` is described token by token through
+Any other :class:`~forge_kernel.interfaces.tokenizer.Tokenizer` is described token by token through
 its public methods (``id_to_piece``/``decode``/``encode``).
 """
 

@@ -6,7 +6,7 @@
 * :func:`from_hf_dir` reads a Hugging Face directory's ``tokenizer.json``.
 
 Both return a :class:`~forge_plugin_tokenizers.tokenizer.HFTokenizer` implementing
-:class:`forge_kernel.interfaces.model.Tokenizer`. It registers no hooks: it is a library.
+:class:`forge_kernel.interfaces.tokenizer.Tokenizer`. It registers no hooks: it is a library.
 """
 
 from forge_plugin_tokenizers.gguf_vocab import from_gguf, gguf_fields
