@@ -198,7 +198,9 @@ class DecoderLM(CausalLM):
 
     @torch.no_grad()
     def forward(self, batch: ForwardBatch, kv_cache: KVCache) -> torch.Tensor:
-        rows = [end - 1 for chunk, _, end in batch.iter_spans() if chunk.needs_logits]
+        # num_logits > 1: a decode row with speculative drafts needs a row per drafted token.
+        rows = [i for chunk, _, end in batch.iter_spans() if chunk.needs_logits
+                for i in range(end - chunk.num_logits, end)]
         x = self.hidden_states(batch, kv_cache)
         if not rows:
             return torch.empty(0, self.config.vocab_size, dtype=torch.float32)
