@@ -57,6 +57,15 @@ def _create(kind: str, name: str, *args, **kwargs):
         raise MissingPluginError(f"{exc}; install it with: pip install {dist}") from None
 
 
+def _plugin(name: str, dist: str):
+    """A loaded plugin module that the engine calls directly (no extension kind of its own)."""
+    plugin = get_host().pm.get_plugin(name)
+    if plugin is None:
+        raise MissingPluginError(f"this setting needs the {name!r} plugin, which is not installed "
+                                 f"or not enabled; install it with: pip install {dist}")
+    return plugin
+
+
 def _check(config: EngineConfig) -> None:
     for field in ("max_batch_size", "max_prefill_tokens", "block_size"):
         value = getattr(config, field)
@@ -140,5 +149,10 @@ def _build(config: EngineConfig | None) -> LLMEngine:
                                    max_model_len=max_model_len)
     scheduler = _create("scheduler", config.scheduler, sched_config, kv_cache)
     name = config.model_name or display_name(config.model)
+    speculator = None
+    if config.speculative:
+        speculator = _plugin("speculative", "forge-plugin-speculative").build_speculator(
+            config, model=model, tokenizer=source.tokenizer, backend=backend, kv_cache=kv_cache)
     return LLMEngine(model, source.tokenizer, kv_cache, scheduler, max_model_len=max_model_len,
-                     model_name=name, metadata=dict(source.metadata), config=config)
+                     model_name=name, metadata=dict(source.metadata), config=config,
+                     speculator=speculator)

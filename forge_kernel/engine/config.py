@@ -50,6 +50,11 @@ class EngineConfig:
     """Weight-loader name; ``None`` sniffs the file."""
     model_name: str | None = None
     """Name the model is served under; ``None`` derives it from ``model``."""
+    speculative: str | None = None
+    """Speculative decoding (forge-plugin-speculative): ``"ngram"`` (prompt lookup) or
+    ``"draft:MODEL"`` (a model with the same tokenizer); ``None``: off."""
+    num_speculative_tokens: int = 5
+    """Most draft tokens per sequence and step (the draft length adapts below it)."""
     lora: str | None = None
     """LoRA adapters served per request, ``name=PATH`` pairs separated by commas (``--lora``,
     repeatable); PATH is a ``forge train`` run's adapter directory or any PEFT adapter

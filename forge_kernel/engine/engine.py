@@ -136,6 +136,10 @@ class LLMEngine:
         self._refresh_stats()
         return events
 
+    def row(self, seq_id: int) -> Row | None:
+        """The request and choice of a live sequence (``None`` once it ended)."""
+        return self._by_seq.get(seq_id)
+
     def has_unfinished(self) -> bool:
         """Whether any request is still in flight."""
         return bool(self._requests)
@@ -332,6 +336,8 @@ class LLMEngine:
         s.kv_usage = self.kv_cache.usage()
         s.kv_free_tokens = self.kv_cache.free_tokens()
         s.num_requests = len(self._requests)
+        if self.speculator is not None:
+            s.spec_draft_tokens, s.spec_accepted_tokens, s.spec_rows = self.speculator.counts()
 
     # -- embeddings ---------------------------------------------------------------------------
     def embed(self, prompt_ids_list: list[list[int]]) -> list[list[float]]:

@@ -125,3 +125,8 @@ class EngineStats:
     kv_capacity_tokens: int = 0
     kv_free_tokens: int = 0
     num_steps: int = 0
+    spec_draft_tokens: int = 0
+    """Speculative decoding: draft tokens verified, how many were accepted, and the decode
+    row-steps that carried a draft (each produced ``accepted + 1`` tokens)."""
+    spec_accepted_tokens: int = 0
+    spec_rows: int = 0

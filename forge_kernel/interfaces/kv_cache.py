@@ -66,6 +66,9 @@ class KVCache(ABC):
     supports_fork: bool = False
     """Whether :meth:`fork` works; when it does (and the scheduler accepts forked sequences)
     the engine forks choices 1..n-1 from choice 0 instead of recomputing the prompt."""
+    supports_truncate: bool = False
+    """Whether :meth:`truncate` works (speculative decoding needs it to drop the KV of
+    rejected draft tokens)."""
 
     # -- allocation -------------------------------------------------------------------------
     @abstractmethod
@@ -95,6 +98,13 @@ class KVCache(ABC):
         Raises :class:`~forge_kernel.errors.KVCacheFull` when there is no room; only called
         when :attr:`supports_fork` is true."""
         raise NotImplementedError(f"{type(self).__name__} cannot fork sequences")
+
+    def truncate(self, seq_id: int, num_tokens: int) -> None:
+        """Shrink ``seq_id`` to its first ``num_tokens`` tokens: later positions' KV is dropped
+        and their space freed, and the next write at ``num_tokens`` must not change what other
+        sequences or the prefix cache see. No-op when it holds no more; only called when
+        :attr:`supports_truncate` is true."""
+        raise NotImplementedError(f"{type(self).__name__} cannot truncate sequences")
 
     def match_prefix(self, seq_id: int, token_ids: Sequence[int]) -> int:
         """Attach cached blocks matching a prefix of ``token_ids`` to a new ``seq_id``; return

@@ -14,8 +14,10 @@ Checked: token accounting (capacity = ``num_blocks * block_size`` when ``num_blo
 float64 reference (:func:`reference_attention`) for whole prompts, chunked prefill, decode,
 mixed batches, GQA, sliding window and soft-capping (every step through :meth:`begin_step`),
 and the declared contracts: :attr:`supports_fork` (fork works, or raises
-``NotImplementedError``) and :attr:`supports_prefix_caching` (a committed prefix is found and
-attends correctly, or ``match_prefix`` always returns 0).
+``NotImplementedError``), :attr:`supports_prefix_caching` (a committed prefix is found and
+attends correctly, or ``match_prefix`` always returns 0) and :attr:`supports_truncate`
+(rolled-back positions are rewritten without changing what forks and prefix hits see, or
+``NotImplementedError``).
 """
 
 from __future__ import annotations
@@ -56,6 +58,8 @@ class _Driver:
         self.keys: dict[int, list] = {}  # seq -> per layer [S, KV, D]
         self.values: dict[int, list] = {}
         self.tokens: dict[int, list[int]] = {}
+        self.salt = 0
+        """Mixed into new token ids: rewritten positions after a truncation differ."""
 
     def _rand(self, *shape):
         return torch.randn(*shape, generator=self.gen, dtype=torch.float32)
@@ -70,7 +74,7 @@ class _Driver:
         for seq_id, n in chunks:
             start = len(self.tokens.setdefault(seq_id, []))
             self.cache.allocate(seq_id, start + n)
-            new = [(seq_id * 7919 + start + j) % 1000 for j in range(n)]
+            new = [(seq_id * 7919 + start + j + self.salt) % 1000 for j in range(n)]
             ids += new
             pos += range(start, start + n)
             batch_chunks.append(SequenceChunk(seq_id, start, n))
@@ -104,6 +108,19 @@ class _Driver:
             self.tokens[seq_id] += ids[row:row + n]
             row += n
             self.cache.commit(seq_id, self.tokens[seq_id], len(self.tokens[seq_id]))
+
+    def truncate(self, seq_id: int, num_tokens: int) -> None:
+        self.cache.truncate(seq_id, num_tokens)
+        self.tokens[seq_id] = self.tokens[seq_id][:num_tokens]
+        self.keys[seq_id] = [t[:num_tokens] for t in self.keys[seq_id]]
+        self.values[seq_id] = [t[:num_tokens] for t in self.values[seq_id]]
+        self.salt += 1
+
+    def copy_seq(self, source: int, target: int, num_tokens: int) -> None:
+        """Expect ``target`` to see ``source``'s first ``num_tokens`` (a fork or prefix hit)."""
+        self.tokens[target] = self.tokens[source][:num_tokens]
+        self.keys[target] = [t[:num_tokens].clone() for t in self.keys[source]]
+        self.values[target] = [t[:num_tokens].clone() for t in self.values[source]]
 
     def fork(self, parent: int, child: int) -> None:
         self.cache.fork(parent, child)
@@ -285,3 +302,52 @@ class KVCacheConformance:
             d.step([(1, 1), (2, 1), (3, 1)], atol=self.atol)
         d.cache.free(1)
         d.step([(2, 1), (3, 2)], atol=self.atol)
+
+    # -- truncate (speculative decoding rolls back rejected tokens) --------------------------
+    def test_truncate_as_declared(self):
+        d = self.driver()
+        d.step([(1, 7)], atol=self.atol)
+        if not d.cache.supports_truncate:
+            with pytest.raises(NotImplementedError):
+                d.cache.truncate(1, 3)
+            return
+        d.step([(1, 5), (2, 3)], atol=self.atol)  # 1 + 4 drafted tokens
+        d.truncate(1, 9)  # two of them accepted
+        d.step([(1, 3), (2, 1)], atol=self.atol)  # new tokens at the rolled-back positions
+        for _ in range(3):
+            d.step([(1, 1), (2, 1)], atol=self.atol)
+        d.cache.truncate(1, 99)  # holds fewer: no-op
+        d.cache.truncate(12345, 1)  # unknown: ignored
+        d.step([(1, 1)], atol=self.atol)
+
+    def test_truncate_frees_space(self):
+        cache = self.cache(num_blocks=8)
+        if not cache.supports_truncate:
+            pytest.skip("the cache declares supports_truncate = False")
+        cap = cache.capacity_tokens()
+        cache.allocate(1, cap)
+        assert not cache.can_allocate(2, self.block_size)
+        cache.truncate(1, 1)
+        assert cache.free_tokens() >= cap - self.block_size
+        cache.allocate(2, cap - self.block_size)
+        cache.allocate(1, self.block_size)  # regrowing the truncated sequence works
+
+    @pytest.mark.parametrize("fork", [False, True])
+    def test_truncate_keeps_prefix_hits_and_forks_intact(self, fork):
+        d = self.driver()
+        if not d.cache.supports_truncate or (fork and not d.cache.supports_fork):
+            pytest.skip("the cache does not declare supports_truncate (and supports_fork)")
+        bs = self.block_size
+        d.step([(1, 3 * bs + 2)], atol=self.atol)  # full blocks committed (published)
+        old = list(d.tokens[1])
+        d.copy_seq(1, 9, len(old))  # what prefix hits and forks must keep seeing
+        if fork:
+            d.fork(1, 2)
+        d.truncate(1, bs + 1)  # cuts into a published (or forked) block
+        d.step([(1, 2 * bs)], atol=self.atol)  # rewrites it with other keys
+        if fork:
+            d.step([(2, 1), (1, 1)], atol=self.atol)  # the fork still reads its own keys
+        cached = d.cache.match_prefix(3, old + [5])
+        if cached:
+            d.copy_seq(9, 3, cached)
+            d.step([(3, 1), (1, 1)], atol=self.atol)

@@ -43,6 +43,7 @@ class NaiveKVCache(KVCache):
 
     name = "naive"
     supports_fork = True
+    supports_truncate = True
 
     def __init__(self, spec: KVCacheSpec, config: KVCacheConfig | None = None) -> None:
         self.spec = spec
@@ -89,6 +90,12 @@ class NaiveKVCache(KVCache):
 
     def free(self, seq_id: int) -> None:
         self._seqs.pop(seq_id, None)
+
+    def truncate(self, seq_id: int, num_tokens: int) -> None:
+        """Forget rows past ``num_tokens`` (they are simply overwritten later)."""
+        buf = self._seqs.get(seq_id)
+        if buf is not None and buf.reserved > num_tokens:
+            buf.reserved = num_tokens
 
     def fork(self, parent_seq_id: int, child_seq_id: int) -> None:
         """Copy the parent's cached tokens into a new child buffer (no sharing in this cache)."""

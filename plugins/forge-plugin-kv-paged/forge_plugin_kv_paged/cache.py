@@ -58,6 +58,7 @@ class PagedKVCache(KVCache):
 
     name = "paged"
     supports_fork = True
+    supports_truncate = True
 
     def __init__(self, spec: KVCacheSpec, config: KVCacheConfig | None = None) -> None:
         self.spec = spec
@@ -167,6 +168,28 @@ class PagedKVCache(KVCache):
             self.pool.incref(block)
         self._seqs[child_seq_id] = _SeqBlocks(list(parent.blocks), parent.num_tokens,
                                               parent.written, list(parent.hashes))
+
+    def truncate(self, seq_id: int, num_tokens: int) -> None:
+        """Drop the blocks past ``num_tokens`` (rejected speculative tokens). The kept last
+        block, if partly cut and also seen by others (a fork, or published in the prefix
+        cache), is replaced by a private copy, so the next write cannot change their view."""
+        state = self._seqs.get(seq_id)
+        if state is None or state.num_tokens <= num_tokens:
+            return
+        bs = self.block_size
+        keep = -(-num_tokens // bs)
+        for block in reversed(state.blocks[keep:]):
+            self.pool.release(block)
+        del state.blocks[keep:]
+        del state.hashes[num_tokens // bs:]
+        state.num_tokens = num_tokens
+        state.written = min(state.written, num_tokens)
+        last = keep - 1
+        if num_tokens % bs and (self.pool.ref_count[state.blocks[last]] > 1 or (
+                self.prefix is not None and self.prefix.is_cached(state.blocks[last]))):
+            if not self.pool.num_available():
+                raise KVCacheFull(f"sequence {seq_id}: no block to copy on truncation")
+            self._copy_on_write(state, last)
 
     # -- prefix caching ---------------------------------------------------------------------
     def match_prefix(self, seq_id: int, token_ids: Sequence[int]) -> int:

@@ -1,0 +1,1 @@
+"""Speculative decoding for the forge engine (``forge serve --speculative ngram``)."""
