@@ -1,6 +1,7 @@
 """Quantizers: rewrite a model's weights in a smaller format.
 
-``forge quantize SOURCE --method NAME`` opens ``SOURCE`` with the installed weight loaders and
+``forge quantize SOURCE --method NAME`` resolves ``SOURCE`` to a path (a model file or directory,
+which the quantizer opens itself, e.g. with ``forge_kernel.modeling.open_model_source``) and
 calls the quantizer registered as ``NAME`` (``forge_register_quantizers``)::
 
     quantizer.quantize(source, output, qtype=None, progress=None, **options)

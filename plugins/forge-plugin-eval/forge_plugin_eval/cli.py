@@ -19,9 +19,13 @@ def eval_group() -> None:
               help="Window length in tokens (llama-perplexity's -c).")
 @click.option("--batch", default=None, type=click.IntRange(min=1),
               help="Tokens per forward step (default: ctx); does not change the result.")
+@click.option("--activations", type=click.Choice(["ggml", "fp32"]), default="ggml",
+              show_default=True,
+              help="ggml: round activations as llama.cpp's CPU backend does (figures compare "
+                   "with llama-perplexity); fp32: exact float32 activations.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
 def perplexity_command(model: str, file: Path, ctx: int, batch: int | None,
-                       as_json: bool) -> None:
+                       activations: str, as_json: bool) -> None:
     """Perplexity of MODEL (a path or a stored/built-in name) on the text FILE, computed as
     llama-perplexity does: non-overlapping ctx windows, second half of each scored."""
     import json
@@ -40,7 +44,8 @@ def perplexity_command(model: str, file: Path, ctx: int, batch: int | None,
         bar.update(1)
 
     try:
-        result = perplexity(model, file, ctx=ctx, batch=batch, progress=step)
+        result = perplexity(model, file, ctx=ctx, batch=batch, activations=activations,
+                            progress=step)
     finally:
         bar.close()
     if as_json:

@@ -4,7 +4,9 @@ Evaluation needs logits for *every* position of a window, while :meth:`CausalLM.
 only the last row of each chunk. So we use the decoder's parts directly, as its own forward does:
 ``hidden_states`` -> final RMSNorm -> LM head -> final logit soft-cap (Gemma). Weights are
 dequantized to float32 (the backend's ``exact`` precision) so the figure measures the file's
-weights, not the backend's faster int8 re-quantization.
+weights, not the backend's faster int8 re-quantization. With ``activations="ggml"`` (the
+default) the activations are rounded as llama.cpp's CPU backend rounds them
+(:mod:`forge_plugin_eval.numerics`), so figures compare with llama-perplexity's.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ class EvalModel:
     tokenizer: Tokenizer | None
     name: str
     path: Path | None = None
+    activations: str = "fp32"
+    """``ggml`` when llama.cpp's activation rounding is emulated, else ``fp32``."""
 
     def check(self) -> None:
         """Refuse a model that does not expose the decoder parts evaluation uses."""
@@ -56,11 +60,17 @@ class EvalModel:
 
 
 def load_model(model: Any, *, tokenizer: Tokenizer | None = None, precision: str = "exact",
-               threads: int | None = None, loader: str | None = None) -> EvalModel:
+               threads: int | None = None, loader: str | None = None,
+               activations: str = "ggml") -> EvalModel:
     """``model`` as an :class:`EvalModel`: a path or a model name forge resolves (store,
     built-ins; ``None`` is the default model), an :class:`EvalModel`, or an already built
-    :class:`CausalLM` (then pass ``tokenizer`` for text input)."""
+    :class:`CausalLM` (then pass ``tokenizer`` for text input; its activations stay fp32, as
+    the weights' types are unknown). ``activations``: ``ggml`` or ``fp32``."""
     from forge_kernel.interfaces.model import CausalLM
+    from forge_plugin_eval.numerics import MODES, emulate_ggml
+
+    if activations not in MODES:
+        raise EvalError(f"activations must be one of {', '.join(MODES)}, got {activations!r}")
 
     if isinstance(model, EvalModel):
         built = model
@@ -77,5 +87,9 @@ def load_model(model: Any, *, tokenizer: Tokenizer | None = None, precision: str
         source = open_model_source(path, loader)
         built = EvalModel(build_causal_lm(source, backend), tokenizer or source.tokenizer,
                           str(model) if model is not None else path.name, path)
+        built.check()
+        if activations == "ggml":
+            emulate_ggml(built.model, source.tensors)
+            built.activations = "ggml"
     built.check()
     return built

@@ -43,13 +43,15 @@ class PerplexityResult:
     ctx: int
     seconds: float
     model: str = ""
+    activations: str = "fp32"
+    """``ggml``: llama.cpp's activation rounding was emulated (see ``numerics``)."""
     window_ppl: list[float] = field(default_factory=list)
     """Running PPL after each window (llama-perplexity's ``[1]x,[2]y,...`` line)."""
 
     def describe(self) -> str:
         return (f"{self.model}: PPL = {self.ppl:.4f} +/- {self.stderr:.5f} over {self.windows} "
                 f"windows of {self.ctx} tokens ({self.scored} scored of {self.tokens}), "
-                f"{self.seconds:.1f} s")
+                f"{self.activations} activations, {self.seconds:.1f} s")
 
 
 def read_text(path: Path | str) -> str:
@@ -112,16 +114,18 @@ def score_windows(model: Any, windows: list[list[int]], batch: int | None = None
 
 
 def perplexity(model: Any, text_path: Path | str, ctx: int = 512, batch: int | None = None,
-               *, tokenizer: Any = None,
+               *, tokenizer: Any = None, activations: str = "ggml",
                progress: Callable[[int, int, float], None] | None = None) -> PerplexityResult:
     """Perplexity of ``model`` on the text in ``text_path`` (see the module docstring).
 
     ``model``: a path or name forge resolves, an :class:`~forge_plugin_eval.model.EvalModel`,
     or a built ``CausalLM`` with ``tokenizer``. ``batch``: tokens per forward step (default
-    ``ctx``); the result does not depend on it. Raises :class:`EvalError` on bad input."""
+    ``ctx``); the result does not depend on it. ``activations``: ``ggml`` rounds activations
+    as llama.cpp's CPU backend does (comparable with llama-perplexity), ``fp32`` keeps them
+    exact. Raises :class:`EvalError` on bad input."""
     started = time.perf_counter()
     text = read_text(text_path)
-    em = load_model(model, tokenizer=tokenizer)
+    em = load_model(model, tokenizer=tokenizer, activations=activations)
     tok = em.tokenizer
     if tok is None:
         raise EvalError(f"{em.name}: no tokenizer; pass tokenizer= with a built model")
@@ -137,4 +141,4 @@ def perplexity(model: Any, text_path: Path | str, ctx: int = 512, batch: int | N
     return PerplexityResult(ppl=ppl, stderr=stderr, nll=mean, tokens=len(tokens),
                             windows=len(windows), scored=n, ctx=int(ctx),
                             seconds=time.perf_counter() - started, model=em.name,
-                            window_ppl=running)
+                            activations=em.activations, window_ppl=running)
