@@ -145,6 +145,8 @@ async def test_disconnect_aborts_every_generation():
     (_completion("m", 4, suffix="s"), "unsupported_parameter", "invalid_request_error"),
     ({"type": "chat.completion", "id": "m", "messages": [{"role": "user", "content": "x"}],
       "tools": [{"type": "function"}]}, "unsupported_parameter", "invalid_request_error"),
+    ({"type": "chat.completion", "id": "m", "messages": [{"role": "user", "content": "x"}],
+      "forge_tools": ["rag_search"]}, "unsupported_parameter", "invalid_request_error"),
 ])
 async def test_request_errors_keep_the_connection(message, code, kind):
     engine = FakeEngine()
