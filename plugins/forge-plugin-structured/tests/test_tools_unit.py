@@ -128,3 +128,13 @@ def test_a_next_call_cut_before_its_name_is_dropped(tail):
     content, calls = parse_output(f"<tool_call>\n{CALL2}\n</tool_call>{tail}")
     assert content is None and [c.name for c in calls] == ["get_time"]
     assert parse_output("<tool_call")[0] == "<tool_call"  # before any call it was text
+
+
+@pytest.mark.parametrize("cut", ["", "\n", "\n</", "\n</tool_call"])
+def test_a_call_cut_inside_its_closing_tag_keeps_exact_arguments(cut):
+    text = f"<tool_call>\n{CALL2}{cut}"
+    _, [whole] = parse_output(text)
+    assert json.loads(whole.arguments) == {"tz": "UTC"}
+    parser = ToolCallParser()
+    deltas = [d for ch in text for d in parser.feed(ch)] + parser.finish()
+    assert "".join(d.arguments for d in deltas) == whole.arguments

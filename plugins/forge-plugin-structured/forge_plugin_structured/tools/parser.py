@@ -91,6 +91,8 @@ class ToolCallParser:
         elif not self._in_call:
             if not (self.calls and OPEN.startswith(self._buf.strip())):
                 self._emit_text(self._buf, out)
+        elif _complete(self._buf) is not None:
+            self._call_progress(_complete(self._buf), True, out)  # cut inside "</tool_call>"
         elif self._buf[self._args_at + self._sent:]:
             rest = self._buf[self._args_at + self._sent:]
             self.calls[-1].arguments += rest
@@ -143,6 +145,21 @@ class ToolCallParser:
         self.calls.append(call)
         out.append(Delta(index=len(self.calls) - 1, call=call))
         out.append(Delta(index=len(self.calls) - 1, arguments=call.arguments))
+
+
+def _complete(body: str) -> str | None:
+    """``body`` without a cut-off ``\n</tool_call>`` when what is left is a whole call body
+    (``max_tokens`` ended the reply inside the closing tag), else ``None``."""
+    for n in range(len(CLOSE), 0, -1):
+        if body.endswith(CLOSE[:n]):
+            body = body[:-n]
+            break
+    body = body.rstrip()
+    try:
+        json.loads(body)
+    except ValueError:
+        return None
+    return body
 
 
 def parse_output(text: str) -> tuple[str | None, list[ToolCall]]:
