@@ -89,17 +89,20 @@ def _wrap(model: Any, stats: ActivationStats) -> Callable[[], None]:
     return restore
 
 
-def collect_activations(model: Any, text_path: Path | str, ctx: int = 512,
+def collect_activations(model: Any, text_path: Path | str, ctx: int | None = None,
                         chunks: int | None = None, batch: int | None = None, *,
                         tokenizer: Any = None,
                         progress: Callable[[int, int], None] | None = None) -> ActivationStats:
     """Squared-activation sums of ``model``'s linears over the text (at most ``chunks``
-    windows of ``ctx`` tokens; at least one window is needed)."""
+    windows of ``ctx`` tokens, default ``min(512, context length)``; at least one window is
+    needed)."""
     started = time.perf_counter()
     text = read_text(text_path)
     em = load_model(model, tokenizer=tokenizer)
     if em.tokenizer is None:
         raise EvalError(f"{em.name}: no tokenizer; pass tokenizer= with a built model")
+    if ctx is None:
+        ctx = min(512, int(em.model.config.context_length))
     tokens = em.tokenizer.encode(text, add_special_tokens=True)
     bos = em.tokenizer.bos_id if em.tokenizer.add_bos else None
     windows = make_windows(tokens, int(ctx), bos, min_windows=1, purpose="calibration")

@@ -22,19 +22,6 @@ TOLERANCE = {"F32": 1e-4, "F16": 0.01, "Q8_0": 0.03, "Q6_K": 0.06, "Q5_K_M": 0.1
 IDS = [1, 17, 42, 5, 99, 230, 7, 64, 3]
 
 
-@pytest.fixture(scope="module")
-def hf_dir(tmp_path_factory):
-    from forge_plugin_models.testing import save_safetensors
-
-    torch.manual_seed(0)
-    cfg = transformers.LlamaConfig(vocab_size=300, hidden_size=256, intermediate_size=512,
-                                   num_hidden_layers=2, num_attention_heads=4,
-                                   num_key_value_heads=2, max_position_embeddings=128,
-                                   tie_word_embeddings=False)
-    model = transformers.AutoModelForCausalLM.from_config(cfg, dtype=torch.float32).eval()
-    return save_safetensors(model, tmp_path_factory.mktemp("tiny") / "llama"), model
-
-
 def _logits(model, ids):
     with torch.no_grad():
         return model(torch.tensor([ids])).logits[0].float()

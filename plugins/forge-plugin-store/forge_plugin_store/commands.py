@@ -83,10 +83,13 @@ def show_command(model: str | None, template: bool) -> None:
     """Show a model's architecture, context length, quantization mix, tokenizer, chat template
     and license. Without MODEL, shows the default model."""
     from forge_kernel.modeling import open_model_source
-    from forge_plugin_store.store import resolve_model
+    from forge_plugin_store.store import ModelStore, resolve_model
 
     try:
-        source = open_model_source(resolve_model(model))
+        path = resolve_model(model)
+        found = ModelStore().find(model) if model else None
+        record = found[0] if found else ModelStore().record_for(path)
+        source = open_model_source(path)
     except (ForgeError, KeyError) as exc:
         _fail(exc)
     try:
@@ -124,6 +127,12 @@ def show_command(model: str | None, template: bool) -> None:
                 else:
                     detail = str(info)
                 click.echo(f"    {qtype.ljust(width)}  {detail}")
+        if record is not None and record.lineage:
+            click.echo("  Lineage")
+            for key, value in record.lineage.items():
+                text = (", ".join(f"{k}: {v}" for k, v in value.items())
+                        if isinstance(value, dict) else str(value))
+                click.echo(f"    {key.ljust(width)}  {text}")
     finally:
         source.close()
 
