@@ -15,11 +15,18 @@ from forge_kernel.interfaces.constraint import (
     ConstraintSpec,
 )
 from forge_plugin_structured import config, grammars
-from forge_plugin_structured.matcher import CompiledGrammar
+from forge_plugin_structured.limits import cap_strings, token_classes
+from forge_plugin_structured.matcher import CompiledGrammar, Limits
 from forge_plugin_structured.vocab import ll_tokenizer
 
 
-def grammar_for(spec: ConstraintSpec, flexible: bool) -> tuple[str, str | None]:
+_DIGIT_CAPPED = ("json_object", "json_schema", "grammar")
+"""Kinds whose output may hold JSON numbers (grammars may embed ``%json``); a regex or a
+choice says exactly what it allows."""
+
+
+def grammar_for(spec: ConstraintSpec, flexible: bool,
+                max_string_length: int = 0) -> tuple[str, str | None]:
     """``(grammar, trigger)`` for a spec; ``trigger`` is set for lazy grammars only.
 
     A ``grammar`` spec's value is grammar text, or ``{"grammar": text, "trigger": text}``
@@ -29,6 +36,8 @@ def grammar_for(spec: ConstraintSpec, flexible: bool) -> tuple[str, str | None]:
     if kind == "json_object":
         return grammars.json_schema_grammar({"type": "object"}, param, flexible), None
     if kind == "json_schema":
+        if isinstance(value, dict):  # refused with a clear message below if it is not
+            value = cap_strings(value, max_string_length)
         return grammars.json_schema_grammar(value, param, flexible), None
     if kind == "regex":
         return grammars.regex_grammar(value, param), None
@@ -52,14 +61,25 @@ class LLGuidanceCompiler(ConstraintCompiler):
 
     def __init__(self, tokenizer: Any, vocab_size: int) -> None:
         self.tokenizer = ll_tokenizer(tokenizer, vocab_size)
+        self.vocab_size = vocab_size
         self._cache: OrderedDict[str, CompiledGrammar] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = self.misses = 0
 
+    def _limits(self, kind: str) -> Limits | None:
+        cfg = config.CONFIG
+        digits = cfg.max_number_digits if kind in _DIGIT_CAPPED else 0
+        if digits <= 0 and cfg.close_reserve <= 0:
+            return None
+        return Limits(token_classes(self.tokenizer, self.vocab_size), max(0, digits),
+                      max(0, cfg.close_reserve))
+
     def compile(self, spec: ConstraintSpec) -> CompiledConstraint:
-        flexible = config.CONFIG.whitespace_flexible
+        cfg = config.CONFIG
+        flexible, max_len = cfg.whitespace_flexible, cfg.max_string_length
         try:
-            key = json.dumps([spec.kind, spec.value, flexible], sort_keys=True)
+            key = json.dumps([spec.kind, spec.value, flexible, max_len, cfg.max_number_digits,
+                              cfg.close_reserve], sort_keys=True)
         except (TypeError, ValueError):
             raise InvalidRequest(f"{spec.param}: the constraint must be JSON data",
                                  param=spec.param) from None
@@ -69,8 +89,8 @@ class LLGuidanceCompiler(ConstraintCompiler):
                 self._cache.move_to_end(key)
                 self.hits += 1
                 return found
-        grammar, trigger = grammar_for(spec, flexible)  # outside the lock: may take a while
-        compiled = CompiledGrammar(self.tokenizer, grammar, trigger)
+        grammar, trigger = grammar_for(spec, flexible, max_len)  # outside the lock: slow-ish
+        compiled = CompiledGrammar(self.tokenizer, grammar, trigger, self._limits(spec.kind))
         with self._lock:
             self.misses += 1
             self._cache[key] = compiled

@@ -8,9 +8,12 @@ chooses whether to call a tool, and once it does the call is well-formed JSON.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import llguidance
 
 from forge_kernel.interfaces.constraint import CompiledConstraint, Constraint
+from forge_plugin_structured.limits import TokenClasses, narrow
 
 _LOG_QUIET = 0
 
@@ -23,21 +26,46 @@ def _eos_only(mask_out, eos_ids: list[int]) -> None:
             mask_out[t // 32] = word - (1 << 32) if word >= 1 << 31 else word
 
 
+@dataclass(slots=True, frozen=True)
+class Limits:
+    """The token-side limits of :mod:`forge_plugin_structured.limits` for one grammar."""
+
+    classes: TokenClasses
+    max_digits: int = 0
+    """Digit run at which digit-led tokens leave the mask (``0``: no limit)."""
+    close_reserve: int = 0
+    """Tokens before ``max_tokens`` from which closing tokens are preferred (``0``: off)."""
+
+
 class GrammarConstraint(Constraint):
-    """An llguidance matcher fed one token per step."""
+    """An llguidance matcher fed one token per step, with optional :class:`Limits`."""
 
-    __slots__ = ("_m", "_eos", "_done")
+    __slots__ = ("_m", "_eos", "_done", "_limits", "_run", "_left")
 
-    def __init__(self, tokenizer: llguidance.LLTokenizer, grammar: str) -> None:
+    def __init__(self, tokenizer: llguidance.LLTokenizer, grammar: str,
+                 limits: Limits | None = None, max_tokens: int | None = None) -> None:
         self._m = llguidance.LLMatcher(tokenizer, grammar, log_level=_LOG_QUIET)
         self._eos = list(tokenizer.eos_tokens)
         self._done = False
+        self._limits = limits
+        self._run = 0  # digits at the end of the output so far
+        self._left = max_tokens  # tokens left before max_tokens (None: unknown)
 
     def allowed_tokens(self, mask_out) -> bool:
         if self._done or self._m.is_stopped() or self._m.is_error():
             _eos_only(mask_out, self._eos)  # complete (or broken): end the sequence
-        else:
-            self._m.unsafe_compute_mask_ptr(mask_out.data_ptr(), mask_out.numel() * 4)
+            return True
+        self._m.unsafe_compute_mask_ptr(mask_out.data_ptr(), mask_out.numel() * 4)
+        lim = self._limits
+        if lim is not None:  # cheap unless a limit is reached (one int compare each)
+            closing = lim.close_reserve and self._left is not None \
+                and self._left <= lim.close_reserve
+            if closing and narrow(mask_out, lim.classes.closing):
+                return True
+            # Closing: even one digit more is too many when the budget is nearly spent.
+            cap = 1 if closing else lim.max_digits
+            if cap and self._run >= cap:
+                narrow(mask_out, lim.classes.digit_start)
         return True
 
     def accept(self, token_id: int) -> bool:
@@ -46,7 +74,13 @@ class GrammarConstraint(Constraint):
         if token_id in self._eos and self._m.is_accepting():
             self._done = True
             return True
-        return self._m.consume_token(token_id)
+        if not self._m.consume_token(token_id):
+            return False
+        if self._left is not None:
+            self._left -= 1
+        if self._limits is not None:
+            self._run = self._limits.classes.run_after(self._run, token_id)
+        return True
 
     def consume_bytes(self, data: bytes, tokenizer: llguidance.LLTokenizer) -> bool:
         """Advance by text produced before this matcher existed (see :class:`LazyConstraint`)."""
@@ -66,10 +100,12 @@ class LazyConstraint(Constraint):
     fit the grammar (a token ran past it), the output stays free and the endpoint's parser
     reports what came out as plain text."""
 
-    __slots__ = ("_tok", "_grammar", "_trigger", "_tail", "_inner", "_free")
+    __slots__ = ("_tok", "_grammar", "_trigger", "_tail", "_inner", "_free", "_limits", "_left")
 
-    def __init__(self, tokenizer: llguidance.LLTokenizer, grammar: str, trigger: str) -> None:
+    def __init__(self, tokenizer: llguidance.LLTokenizer, grammar: str, trigger: str,
+                 limits: Limits | None = None, max_tokens: int | None = None) -> None:
         self._tok, self._grammar = tokenizer, grammar
+        self._limits, self._left = limits, max_tokens
         self._trigger = trigger.encode()
         self._tail = b""
         self._inner: GrammarConstraint | None = None
@@ -83,6 +119,8 @@ class LazyConstraint(Constraint):
     def accept(self, token_id: int) -> bool:
         if self._inner is not None:
             return self._inner.accept(token_id)
+        if self._left is not None:
+            self._left -= 1
         if self._free:
             return True
         # Keep just enough text to find a trigger that spans tokens.
@@ -90,7 +128,7 @@ class LazyConstraint(Constraint):
                                                                           + 256):]
         at = self._tail.find(self._trigger)
         if at >= 0:
-            inner = GrammarConstraint(self._tok, self._grammar)
+            inner = GrammarConstraint(self._tok, self._grammar, self._limits, self._left)
             if inner.consume_bytes(self._tail[at:], self._tok):
                 self._inner = inner
             else:
@@ -104,13 +142,17 @@ class LazyConstraint(Constraint):
 class CompiledGrammar(CompiledConstraint):
     """A validated grammar for one tokenizer; each choice gets its own matcher (~1 ms)."""
 
-    __slots__ = ("tokenizer", "grammar", "trigger")
+    __slots__ = ("tokenizer", "grammar", "trigger", "limits")
 
     def __init__(self, tokenizer: llguidance.LLTokenizer, grammar: str,
-                 trigger: str | None = None) -> None:
+                 trigger: str | None = None, limits: Limits | None = None) -> None:
         self.tokenizer, self.grammar, self.trigger = tokenizer, grammar, trigger
+        self.limits = limits
 
-    def new_constraint(self) -> Constraint:
+    def new_constraint(self, max_tokens: int | None = None) -> Constraint:
+        """A fresh matcher; ``max_tokens`` (the sequence's output budget, when the engine
+        passes it) enables the closing preference of ``Limits.close_reserve``."""
         if self.trigger:
-            return LazyConstraint(self.tokenizer, self.grammar, self.trigger)
-        return GrammarConstraint(self.tokenizer, self.grammar)
+            return LazyConstraint(self.tokenizer, self.grammar, self.trigger, self.limits,
+                                  max_tokens)
+        return GrammarConstraint(self.tokenizer, self.grammar, self.limits, max_tokens)
