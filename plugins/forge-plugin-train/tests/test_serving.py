@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from forge_plugin_train.adapters import load_adapter, parse_specs
+from forge_plugin_train.serving import StepAdapters, attach_adapters
 
 from forge_kernel.engine.builder import build_engine
 from forge_kernel.engine.config import EngineConfig
 from forge_kernel.engine.types import SamplingParams
 from forge_kernel.errors import ConfigError, InvalidRequest
-from forge_plugin_train.adapters import load_adapter, parse_specs
-from forge_plugin_train.serving import StepAdapters, attach_adapters
 
 ALL = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 PROMPTS = ["Hello there, how are you today? Tell me a story.", "2 + 2 =", "The quick brown fox"]
@@ -80,7 +80,8 @@ def run_together(engine, jobs: list[tuple[str, str | None]]) -> list[list[tuple[
         engine.add_request(str(i), engine.tokenizer.encode(prompt), params(adapter))
     while engine.has_unfinished():
         for rid, delta in engine.step():
-            outs[rid] += [(t, lp.logprob) for t, lp in zip(delta.token_ids, delta.logprobs)]
+            outs[rid] += [(t, lp.logprob) for t, lp in
+                          zip(delta.token_ids, delta.logprobs or [], strict=True)]
     return [outs[str(i)] for i in range(len(jobs))]
 
 
