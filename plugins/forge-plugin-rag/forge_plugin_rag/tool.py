@@ -19,13 +19,13 @@ class RetrievalTool(Tool):
     name = "rag_search"
     description = ("Search a collection of indexed documents (manuals, notes, reports) and "
                    "return the most relevant passages, numbered, with file and page.")
-    parameters: dict[str, Any] = {
+    schema: dict[str, Any] = {
         "type": "object",
         "properties": {
             # bounded: a small model's query can otherwise ramble on until max_tokens
             "query": {"type": "string", "maxLength": 200,
                       "description": "What to look for, in natural language."},
-            "collection": {"type": "string",
+            "collection": {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
                            "description": "Collection to search (default: the configured one)."},
             "k": {"type": "integer", "minimum": 1, "maximum": 20,
                   "description": "How many passages to return (default 5)."},
@@ -42,11 +42,26 @@ class RetrievalTool(Tool):
         self.config = RagConfig.from_section(config)
         self.home, self.embedder = home, embedder
 
+    @property
+    def parameters(self) -> dict[str, Any]:  # type: ignore[override]
+        """:attr:`schema` with ``collection`` limited to the collections on disk when there are
+        any: the call is constrained to this schema, so a model can only name one that exists
+        (a small model otherwise invents names, even URLs)."""
+        from forge_plugin_rag.store import list_collections
+
+        names = list_collections(self.home)
+        if not names:
+            return self.schema
+        collection = {**self.schema["properties"]["collection"], "enum": names}
+        del collection["pattern"]
+        return {**self.schema, "properties": {**self.schema["properties"],
+                                              "collection": collection}}
+
     def __call__(self, **arguments: Any) -> str:
         from forge_plugin_rag.answer import context_block
         from forge_plugin_rag.pipeline import RAGPipeline
 
-        unknown = sorted(set(arguments) - set(self.parameters["properties"]))
+        unknown = sorted(set(arguments) - set(self.schema["properties"]))
         if unknown:
             raise RAGError(f"rag_search: unknown argument(s) {', '.join(unknown)}")
         query = arguments.get("query")

@@ -83,6 +83,10 @@ def test_retrieval_tool(indexed, embedder):
                          embedder=embedder)
     assert isinstance(tool, Tool) and tool.name == "rag_search"
     assert tool.parameters["required"] == ["query"]
+    # the collections on disk are the only names a (constrained) call may give
+    assert tool.parameters["properties"]["collection"]["enum"] == ["corpus"]
+    empty = RetrievalTool(config=RagConfig(), home=indexed.home / "none", embedder=embedder)
+    assert "pattern" in empty.parameters["properties"]["collection"]
     text = tool(query="what does E17 mean on the display?", k=2)
     first = text.split("\n\n")[0]
     assert first.startswith("[1] pump-manual.pdf, page 4: Error codes. E17")

@@ -96,7 +96,7 @@ async def test_errors_match_the_http_api_and_the_connection_stays_usable(server)
         {"messages": []},
         {"messages": [{"role": "robot", "content": "x"}]},
         {"messages": MESSAGES, "model": "gpt-4"},
-        {"messages": MESSAGES, "tools": [{"type": "function", "function": {"name": "f"}}]},
+        {"messages": MESSAGES, "tool_choice": "required"},  # tool_choice without tools
         {"messages": MESSAGES, "top_logprobs": 2},
         {"messages": MESSAGES, "logit_bias": {"abc": 1}},
     ]
@@ -107,6 +107,11 @@ async def test_errors_match_the_http_api_and_the_connection_stays_usable(server)
             await ws.send(json.dumps({"type": "chat.completion", "id": f"e{i}", **body}))
             reply = json.loads(await ws.recv())
             assert reply == {"type": "error", "id": f"e{i}", "error": http.json()["error"]}
+        # tool calls are HTTP-only (WebSocket deltas carry text): a clear 400 naming the field
+        await ws.send(json.dumps({"type": "chat.completion", "id": "t", "messages": MESSAGES,
+                                  "tools": [{"type": "function", "function": {"name": "f"}}]}))
+        error = json.loads(await ws.recv())["error"]
+        assert (error["param"], error["code"]) == ("tools", "unsupported_parameter")
         for raw, code in [("{oops", "invalid_json"), ("[]", "invalid_message"),
                           ('{"type": "chat.completion"}', "invalid_message"),
                           ('{"type": "cancel", "id": "nope"}', "unknown_id")]:
