@@ -14,7 +14,10 @@ import click
 @click.option("--model", default=None, help="Model name, path or Hub reference "
               "(default: the embedded gemma3-270m).")
 @click.option("--backend", default=None, help="Compute backend (default: cpu).")
-@click.option("--kv-cache", default=None, help="KV cache: paged (default) or naive.")
+@click.option("--device", type=click.IntRange(min=0), default=None,
+              help="Device index of a GPU backend (--backend cuda --device 1: cuda:1).")
+@click.option("--kv-cache", default=None,
+              help="KV cache: paged or naive (default: the backend's choice, else paged).")
 @click.option("--scheduler", default=None, help="Scheduler (default: continuous).")
 @click.option("--max-batch-size", type=int, default=None, help="Sequences per step (64).")
 @click.option("--max-prefill-tokens", type=int, default=None,
@@ -25,6 +28,10 @@ import click
                    "512 MiB).")
 @click.option("--threads", type=int, default=None, help="Compute threads (default: cores).")
 @click.option("--max-model-len", type=int, default=None, help="Context limit per request.")
+@click.option("--speculative", default=None,
+              help="Speculative decoding: ngram or draft:MODEL (forge-plugin-speculative; off).")
+@click.option("--num-speculative-tokens", type=int, default=None,
+              help="Most draft tokens per sequence and step (5).")
 @click.option("--api-key", default=None, help="Require this key (or set FORGE_API_KEY).")
 @click.option("--plugins", "plugins", default=None,
               help="Load only these plugins (comma-separated); the others are never imported.")

@@ -2,7 +2,7 @@
 
 HTTP metrics are recorded by the middleware, request latencies by the engine observer (once per
 finished request, never per token), and engine gauges (running, waiting, KV usage,
-preemptions) are read from ``engine.stats()`` at scrape time.
+preemptions, speculative decoding) are read from ``engine.stats()`` at scrape time.
 """
 
 from __future__ import annotations
@@ -43,6 +43,30 @@ class _EngineCollector:
             kv.add_metric([], getattr(stats, "kv_usage", 0.0))
             preempt.add_metric([], getattr(stats, "num_preemptions", 0))
         yield from (running, waiting, kv, preempt)
+        yield from _speculative(stats)
+
+
+def _speculative(stats):
+    """Speculative decoding (forge-plugin-speculative): draft tokens verified and accepted,
+    the acceptance rate and the tokens a drafted sequence gained per step (1 = no gain)."""
+    drafted = getattr(stats, "spec_draft_tokens", 0)
+    accepted = getattr(stats, "spec_accepted_tokens", 0)
+    rows = getattr(stats, "spec_rows", 0)
+    for kind, name, doc, value in (
+            (CounterMetricFamily, "forge_spec_decode_draft_tokens",
+             "Speculative draft tokens verified.", drafted),
+            (CounterMetricFamily, "forge_spec_decode_accepted_tokens",
+             "Speculative draft tokens accepted.", accepted),
+            (GaugeMetricFamily, "forge_spec_decode_acceptance_ratio",
+             "Accepted / verified draft tokens since start (0 before any draft).",
+             accepted / drafted if drafted else 0.0),
+            (GaugeMetricFamily, "forge_spec_decode_tokens_per_step",
+             "Tokens per step of sequences that carried a draft (accepted + 1 each step).",
+             (accepted + rows) / rows if rows else 0.0)):
+        family = kind(name, doc)
+        if stats is not None:
+            family.add_metric([], value)
+        yield family
 
 
 class ServerMetrics:

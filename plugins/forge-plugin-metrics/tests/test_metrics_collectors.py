@@ -100,6 +100,17 @@ def test_engine_gauges_are_read_at_scrape_time():
     assert s["forge_num_requests_running"][()] == 0 and s["forge_preemptions_total"][()] == 9
 
 
+def test_speculative_decoding_metrics():
+    stats = EngineStats(spec_draft_tokens=40, spec_accepted_tokens=30, spec_rows=10)
+    s = scrape(ServerMetrics(lambda: SimpleNamespace(stats=lambda: stats)))
+    assert s["forge_spec_decode_draft_tokens_total"][()] == 40
+    assert s["forge_spec_decode_accepted_tokens_total"][()] == 30
+    assert s["forge_spec_decode_acceptance_ratio"][()] == 0.75
+    assert s["forge_spec_decode_tokens_per_step"][()] == 4.0  # (30 + 10) / 10
+    off = scrape(ServerMetrics(lambda: SimpleNamespace(stats=EngineStats)))
+    assert off["forge_spec_decode_acceptance_ratio"][()] == 0.0
+
+
 def test_no_engine_yet_still_scrapes():
     s = scrape(ServerMetrics(lambda: None))
     assert "forge_num_requests_running" not in s  # family declared, no sample
