@@ -12,8 +12,8 @@ from forge_kernel.interfaces.backend import Backend
 from forge_plugin_cpu.dequant import dequantize_fp32, dequantize_fp32_chunked
 from forge_plugin_cpu.memory import release_file_pages, trim_heap
 from forge_plugin_cpu.ops_fp32 import Fp32Embedding, Fp32Linear
-from forge_plugin_cpu.ops_int8 import Int8Embedding, Int8Linear
-from forge_plugin_cpu.quantize import to_int8
+from forge_plugin_cpu.ops_int8 import VNNI, Int8Embedding, Int8Linear
+from forge_plugin_cpu.quantize import concat_rows, to_int8
 from forge_plugin_cpu.threads import physical_cores
 
 if TYPE_CHECKING:
@@ -21,8 +21,9 @@ if TYPE_CHECKING:
     from forge_kernel.interfaces.loader import WeightTensor
 
 PRECISIONS = ("int8", "exact")
-"""``int8`` (default, fast): matrices re-quantized to int8 with one scale per 32 columns, decode
-by a numba kernel, prefill by a bf16 GEMM. ``exact``: every weight dequantized to float32
+"""``int8`` (default, fast): matrices in int8 with one scale per 32 (Q6_K: 16) columns, every
+product by one row-invariant kernel (AVX512-VNNI int8 x int8 when compiled, else numba int8 x
+float32; see :mod:`~forge_plugin_cpu.ops_int8`). ``exact``: every weight dequantized to float32
 (bit-for-bit the loader's dequantization), ``F.linear`` in float32. Use ``exact`` for
 correctness tests against a float32 reference."""
 
@@ -70,8 +71,36 @@ class CpuBackend(Backend):
                 f"for weight {weight.name!r}"
             )
         if self.precision == "int8":
-            return Int8Linear(self._matrix(weight), b)
+            return Int8Linear(self._matrix(weight), b, self.threads)
         return Fp32Linear(self._matrix(weight), b)
+
+    def fused_linear(self, weights: list[WeightTensor],
+                     biases: list[WeightTensor | None] | None = None) -> LinearOp | None:
+        """One op computing ``cat([x @ w.T + b for w, b in ...], -1)`` for matrices sharing
+        their input (q/k/v, gate/up): one kernel call and one activation quantization instead
+        of several. None when the weights cannot be fused (``exact`` precision keeps separate
+        float32 products, bit-identical to the reference; differing group sizes or widths);
+        the caller then builds one op per weight."""
+        if self.precision != "int8" or len(weights) < 2:
+            return None
+        for w in weights:
+            _check_matrix(w, "linear")
+        if len({w.shape[1] for w in weights}) != 1:
+            return None
+        parts = [to_int8(w) for w in weights]
+        fused = concat_rows(parts)
+        if fused is None:
+            return None
+        for w in weights:
+            release_file_pages(w.data)
+        biases = biases or [None] * len(weights)
+        bias = None
+        if any(b is not None for b in biases):
+            bias = torch.cat([self.dense(b) if b is not None else torch.zeros(w.shape[0])
+                              for w, b in zip(weights, biases, strict=True)])
+        del parts
+        trim_heap()
+        return Int8Linear(fused, bias, self.threads)
 
     def embedding(self, weight: WeightTensor) -> EmbeddingOp:
         _check_matrix(weight, "embedding")
@@ -84,7 +113,8 @@ class CpuBackend(Backend):
 
     def describe(self) -> str:
         if self.precision == "int8":
-            kernels = "int8 weights (32-column blocks): numba GEMV decode, bf16 GEMM prefill"
+            how = "AVX512-VNNI int8 x int8" if VNNI else "numba int8 x float32"
+            kernels = f"int8 weights (32/16-column blocks), {how} for every row count"
         else:
             kernels = "float32 weights, F.linear"
         return f"cpu: {self.threads} threads, {kernels}"

@@ -1,77 +1,98 @@
 """Fast path ops on :class:`~forge_plugin_cpu.quantize.Int8Matrix` weights.
 
-* Few rows (decode, T < ``PREFILL_MIN_TOKENS``): numba int8 x float32 kernel, bandwidth bound.
-* Many rows (prefill, batched decode): the int8 matrix is dequantized to bfloat16 one chunk of
-  ``CHUNK_ROWS`` output rows at a time into a small reused buffer, and each chunk is multiplied
-  by oneDNN's bf16 GEMM (AVX512-BF16, ~4x float32 speed). Only the int8 form stays resident,
-  so RSS stays ~1.1 byte per parameter; chunking keeps the 262144-row Gemma LM head from
-  materialising a 1.7 GB float32/bf16 temporary per call (580 ms -> 40 ms at 8-16 rows).
+One kernel serves every row count (decode, batched decode, prefill), so a row's output never
+depends on how many other rows share the step: greedy outputs are batch invariant.
+
+* ``vnni`` (the compiled ``_qgemm`` extension, AVX512-VNNI): activations quantized per row and
+  per 32 columns to int8, int8 x int8 block dot products in int32 (as llama.cpp's Q8_0 path),
+  float32 block scales. Needs ``in_features % 64 == 0`` and 16- or 32-column weight groups.
+* ``numba`` (fallback: no compiler at install time, a CPU without VNNI, odd shapes): the int8 x
+  float32 kernels of :mod:`~forge_plugin_cpu.kernels`, the same loop for every row, so also row
+  invariant; prefill is slower there (no GEMM blocking).
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from forge_plugin_cpu.kernels import GEMM_BY_SHIFT, dequant_rows_bf16, gather_rows, gemm_row
+from forge_plugin_cpu.kernels import GEMM_BY_SHIFT, gemm_row
 from forge_plugin_cpu.quantize import Int8Matrix
 
-PREFILL_MIN_TOKENS = 8
-"""From this many rows on, the bf16 GEMM beats re-streaming int8 rows through numba."""
-CHUNK_ROWS = 4096
-"""Output rows dequantized per bf16 GEMM call (4096 x 640 bf16 = 5 MB, measured best of
-512..8192 on the Gemma LM head)."""
+try:  # built at install time; absent when no compiler was available
+    from forge_plugin_cpu import _qgemm
+except ImportError:  # pragma: no cover - depends on the install
+    _qgemm = None
+
+VNNI = bool(_qgemm is not None and _qgemm.available())
+"""True when the compiled AVX512-VNNI kernel runs on this CPU."""
+
+
+def kernel_for(matrix: Int8Matrix) -> str:
+    """``"vnni"`` or ``"numba"``: which kernel multiplies ``matrix``."""
+    if VNNI and matrix.q.shape[1] % 64 == 0 and matrix.shift in (4, 5):
+        return "vnni"
+    return "numba"
 
 
 class Int8Linear:
     """``y = x @ W.T + b`` with block-scaled int8 weights ``W [out, in]``."""
 
-    __slots__ = ("matrix", "bias", "in_features", "out_features", "_kernel", "_q", "_scale",
-                 "_q_groups")
+    __slots__ = ("matrix", "bias", "in_features", "out_features", "threads", "kernel", "_fn",
+                 "_q", "_scale", "_q_ptr", "_scale_ptr", "_shift")
 
-    def __init__(self, matrix: Int8Matrix, bias: torch.Tensor | None) -> None:
+    def __init__(self, matrix: Int8Matrix, bias: torch.Tensor | None, threads: int = 1) -> None:
         self.matrix = matrix
         self.bias = bias  # [out] float32 or None
         self.out_features, self.in_features = matrix.q.shape
-        # numpy views made once: the decode call path is ~130 calls per token.
-        self._kernel = GEMM_BY_SHIFT.get(matrix.shift, gemm_row)
-        self._q, self._scale = matrix.q.numpy(), matrix.scale.numpy()
-        groups = self._scale.shape[1]
-        self._q_groups = self._q.reshape(self.out_features, groups, self.in_features // groups)
+        self.threads = int(threads)
+        self.kernel = kernel_for(matrix)
+        # Everything the per-call path needs is made once: ~70 calls per decoded token.
+        self._fn = GEMM_BY_SHIFT.get(matrix.shift, gemm_row)
+        self._q = matrix.q.numpy()
+        # numba has no float16 arithmetic: the fallback gets a float32 copy of the scales
+        self._scale = matrix.scale.float().numpy() if self.kernel == "numba" else None
+        self._q_ptr, self._scale_ptr = matrix.q.data_ptr(), matrix.scale.data_ptr()
+        self._shift = matrix.shift
+
+    def parts(self, sizes: list[int]) -> list[Int8Linear]:
+        """Ops for consecutive row ranges of ``sizes`` rows, sharing this op's memory (the
+        per-projection views of a fused q/k/v or gate/up op)."""
+        if sum(sizes) != self.out_features:
+            raise ValueError(f"parts {sizes} do not add up to {self.out_features} rows")
+        ops, begin = [], 0
+        m = self.matrix
+        for size in sizes:
+            end = begin + size
+            bias = self.bias[begin:end] if self.bias is not None else None
+            view = Int8Matrix(m.q[begin:end], m.scale[begin:end], m.shift)
+            ops.append(Int8Linear(view, bias, self.threads))
+            begin = end
+        return ops
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         # x: [T, in] -> [T, out] float32
         if x.dim() != 2:
             lead = x.shape[:-1]
             return self(x.reshape(-1, x.shape[-1])).reshape(*lead, self.out_features)
-        if x.shape[0] >= PREFILL_MIN_TOKENS:
-            y = self._bf16_gemm(x)
-        else:
-            # ~130 calls per decoded token: skip no-op conversions, allocate through numpy
-            # (torch.empty + .numpy() costs ~2.5 us, np.empty + from_numpy ~0.9 us).
-            if x.dtype != torch.float32 or not x.is_contiguous():
-                x = x.to(torch.float32).contiguous()
-            out = np.empty((x.shape[0], self.out_features), dtype=np.float32)
-            self._kernel(self._q, self._scale, x.numpy(), out)
-            y = torch.from_numpy(out)
+        if x.shape[1] != self.in_features:
+            raise ValueError(f"linear: input has {x.shape[1]} features, the weight expects "
+                             f"{self.in_features}")
+        if x.dtype != torch.float32 or not x.is_contiguous():
+            x = x.to(torch.float32).contiguous()
+        rows = x.shape[0]
+        # Allocating through numpy is ~1 us cheaper per call than torch.empty.
+        out = np.empty((rows, self.out_features), dtype=np.float32)
+        if rows:
+            if self.kernel == "vnni":
+                _qgemm.linear(x.data_ptr(), rows, self.in_features, self._q_ptr,
+                              self._scale_ptr, self._shift, self.out_features,
+                              out.ctypes.data, self.threads)
+            else:
+                self._fn(self._q, self._scale, x.numpy(), out)
+        y = torch.from_numpy(out)
         if self.bias is not None:
             y.add_(self.bias)
-        return y
-
-    def _bf16_gemm(self, x: torch.Tensor) -> torch.Tensor:
-        # x: [T, in] -> [T, out] float32, weights dequantized CHUNK_ROWS output rows at a time
-        xb = x.to(torch.bfloat16)
-        rows, groups, size = self._q_groups.shape
-        chunk = min(CHUNK_ROWS, rows)
-        buffer = torch.empty((chunk, groups, size), dtype=torch.int16)  # bf16 bit patterns
-        bits = buffer.numpy().view(np.uint16)
-        y = torch.empty((x.shape[0], rows), dtype=torch.float32)
-        for begin in range(0, rows, chunk):
-            end = min(rows, begin + chunk)
-            dequant_rows_bf16(self._q_groups, self._scale, begin, bits[: end - begin])
-            w = buffer[: end - begin].view(torch.bfloat16).view(end - begin, self.in_features)
-            y[:, begin:end] = F.linear(xb, w)
         return y
 
 
@@ -91,7 +112,8 @@ class Int8Embedding:
             raise IndexError(
                 f"token id out of range [0, {self.num_embeddings}) in embedding lookup"
             )
-        out = torch.empty((flat.numel(), self.dim), dtype=torch.float32)
         m = self.matrix
-        gather_rows(m.q.numpy(), m.scale.numpy(), m.shift, flat.numpy(), out.numpy())
+        groups = m.scale.shape[1]
+        rows = m.q[flat].view(-1, groups, self.dim // groups).to(torch.float32)
+        out = (rows * m.scale[flat].float()[:, :, None]).view(-1, self.dim)
         return out.reshape(*ids.shape, self.dim)

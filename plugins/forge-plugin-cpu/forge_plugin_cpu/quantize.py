@@ -1,6 +1,8 @@
 """Block-wise int8 form of GGUF weights (the fast path's in-memory form).
 
-``w[n, k] = scale[n, k >> shift] * q[n, k]``, q in int8.
+``w[n, k] = scale[n, k >> shift] * q[n, k]``, q in int8. 32-column groups keep float16 scales
+(the GGUF blocks' own ``d``, so still lossless; 1.0625 instead of 1.125 bytes per weight), 16-column
+(Q6_K ``d * sc``) and per-row scales float32.
 
 * **Lossless** for the symmetric GGUF types whose levels fit int8: Q8_0, Q5_0, Q4_0 (32-column
   groups, scale = the block's float16 ``d``) and Q6_K (16-column groups, scale = ``d * sc``). The
@@ -34,35 +36,53 @@ ROW_SHIFT = 40
 
 @dataclass(slots=True, weakref_slot=True)
 class Int8Matrix:
-    """An int8 matrix with one float32 scale per group of ``2**shift`` columns."""
+    """An int8 matrix with one scale per group of ``2**shift`` columns (float16 for 32-column
+    groups, else float32; see :func:`scale_dtype`)."""
 
     q: torch.Tensor  # [N, K] int8
-    scale: torch.Tensor  # [N, K >> shift] float32 (one column when shift == ROW_SHIFT)
+    scale: torch.Tensor  # [N, K >> shift] (one column when shift == ROW_SHIFT)
     shift: int
 
     @property
     def nbytes(self) -> int:
         """Bytes read when the whole matrix is streamed once."""
-        return self.q.numel() + self.scale.numel() * 4
+        return self.q.numel() + self.scale.numel() * self.scale.element_size()
 
     def to_dtype(self, dtype: torch.dtype) -> torch.Tensor:
         """The whole dequantized matrix ``[N, K]`` in ``dtype`` (the reference the chunked bf16
         GEMM of :class:`~forge_plugin_cpu.ops_int8.Int8Linear` is tested against)."""
         rows, cols = self.q.shape
         groups = self.scale.shape[1]
-        w = self.q.view(rows, groups, cols // groups).to(torch.float32) * self.scale[:, :, None]
+        w = self.q.view(rows, groups, cols // groups).to(torch.float32) * \
+            self.scale.float()[:, :, None]
         return w.view(rows, cols).to(dtype)
 
 
+def concat_rows(parts: list[Int8Matrix]) -> Int8Matrix | None:
+    """The matrices stacked along their rows (one fused projection), or None when their
+    column groups differ (then they cannot share one kernel call)."""
+    if len({(p.shift, p.q.shape[1], p.scale.shape[1]) for p in parts}) != 1:
+        return None
+    return Int8Matrix(torch.cat([p.q for p in parts]), torch.cat([p.scale for p in parts]),
+                      parts[0].shift)
+
+
+def scale_dtype(shift: int) -> torch.dtype:
+    """float16 for 32-column groups (what Q8_0/Q5_0/Q4_0 store), float32 otherwise."""
+    return torch.float16 if shift == GROUP_SHIFT else torch.float32
+
+
 def quantize_rows(w: torch.Tensor, shift: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Symmetric int8 of a float32 ``[rows, K]`` block, one scale per ``2**shift`` columns."""
+    """Symmetric int8 of a float32 ``[rows, K]`` block, one scale per ``2**shift`` columns
+    (rounded to :func:`scale_dtype` first, so ``q * scale`` is what the kernels compute)."""
     rows, cols = w.shape
     groups = 1 if shift == ROW_SHIFT else cols >> shift
     g = w.view(rows, groups, cols // groups)
     amax = g.abs().amax(dim=2)  # [rows, groups]
-    scale = torch.where(amax > 0, amax / 127.0, torch.ones_like(amax))
-    q = torch.round(g / scale[:, :, None]).clamp_(-127, 127).to(torch.int8)
-    return q.view(rows, cols), scale.to(torch.float32)
+    scale = (amax / 127.0).to(scale_dtype(shift))
+    scale = torch.where(scale.float() > 0, scale, torch.ones_like(scale))
+    q = torch.round(g / scale.float()[:, :, None]).clamp_(-127, 127).to(torch.int8)
+    return q.view(rows, cols), scale
 
 
 # type -> (block columns, block bytes, scale-group shift, offset of float16 d, Q6_K-style scales)
@@ -108,7 +128,7 @@ def to_int8(weight: WeightTensor) -> Int8Matrix:
     shift = GROUP_SHIFT if cols % (1 << GROUP_SHIFT) == 0 else ROW_SHIFT
     groups = 1 if shift == ROW_SHIFT else cols >> shift
     q = torch.empty((rows, cols), dtype=torch.int8)
-    scale = torch.empty((rows, groups), dtype=torch.float32)
+    scale = torch.empty((rows, groups), dtype=scale_dtype(shift))
     for begin, end, block in iter_row_chunks(weight):
         if not torch.isfinite(block).all():
             raise ValueError(f"tensor {weight.name!r}: non-finite values, cannot use int8 weights")
@@ -121,10 +141,10 @@ def _lossless(weight: WeightTensor, spec) -> Int8Matrix:
     shift = spec[2]
     groups = cols >> shift
     q = torch.empty((rows, cols), dtype=torch.int8)
-    scale = torch.empty((rows, groups), dtype=torch.float32)
+    scale = torch.empty((rows, groups), dtype=scale_dtype(shift))
     for begin, end, block in iter_row_chunks(weight):
-        s = _block_scales(weight.data[begin:end], spec)  # [rows, groups]
-        scale[begin:end] = s
+        s = _block_scales(weight.data[begin:end], spec)  # [rows, groups] float32
+        scale[begin:end] = s  # float16 for 32-column groups: exact, s is the blocks' float16 d
         safe = torch.where(s != 0, s, torch.ones_like(s))
         levels = torch.round(block.view(end - begin, groups, cols // groups) / safe[:, :, None])
         if not torch.isfinite(levels).all() or levels.abs().max() > 127:

@@ -7,7 +7,6 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from forge_plugin_cpu.backend import CpuBackend
 from forge_plugin_cpu.memory import release_file_pages
 from forge_plugin_cpu.threads import physical_cores
@@ -70,27 +69,58 @@ def test_chunked_dequantization_matches_whole(monkeypatch):
     assert torch.equal(dq.dequantize_fp32_chunked(weight), weight.dequantize())
 
 
-def test_int8_prefill_and_decode_paths_agree():
-    backend = CpuBackend(threads=1, precision="int8")
-    op = backend.linear(random_weight("Q5_0", (200, 256), seed=5))
-    x = torch.randn(40, 256, generator=torch.Generator().manual_seed(6))
-    many = op(x)  # bf16 GEMM path
-    one_by_one = torch.cat([op(x[i : i + 1]) for i in range(40)])  # numba path
-    err = (many - one_by_one).abs().max() / one_by_one.abs().max()
-    assert err < 1e-2  # only the bf16 rounding of x differs
-
-
-@pytest.mark.parametrize(("qtype", "cols"), [("Q5_0", 256), ("Q6_K", 256), ("Q4_K", 256),
-                                             ("F32", 100)])  # 100 columns: one scale per row
-def test_chunked_bf16_gemm_is_bit_exact_with_whole_matrix_dequantization(monkeypatch, qtype,
-                                                                          cols):
+@pytest.fixture(params=["vnni", "numba"])
+def int8_kernel(request, monkeypatch):
+    """Run a test with the compiled VNNI kernel and with the numba fallback."""
     import forge_plugin_cpu.ops_int8 as ops
 
-    monkeypatch.setattr(ops, "CHUNK_ROWS", 64)  # 250 rows: three full chunks and a partial one
-    op = CpuBackend(threads=2, precision="int8").linear(random_weight(qtype, (250, cols), seed=8))
-    x = torch.randn(16, cols, generator=torch.Generator().manual_seed(9))
-    whole = F.linear(x.to(torch.bfloat16), op.matrix.to_dtype(torch.bfloat16)).float()
-    assert torch.equal(op(x), whole)
+    if request.param == "vnni" and not ops.VNNI:
+        pytest.skip("the _qgemm extension is not built or the CPU lacks AVX512-VNNI")
+    monkeypatch.setattr(ops, "VNNI", request.param == "vnni")
+    return request.param
+
+
+@pytest.mark.parametrize("qtype", ["Q5_0", "Q6_K", "Q4_K", "Q8_0"])
+def test_int8_rows_are_batch_invariant(int8_kernel, qtype):
+    """A row's output is bit-identical whatever else shares the call (1, 3, 40 rows)."""
+    op = CpuBackend(threads=2, precision="int8").linear(random_weight(qtype, (200, 256), seed=5))
+    assert op.kernel == int8_kernel
+    x = torch.randn(40, 256, generator=torch.Generator().manual_seed(6))
+    many = op(x)
+    one_by_one = torch.cat([op(x[i : i + 1]) for i in range(40)])
+    assert torch.equal(many, one_by_one)
+    assert torch.equal(op(x[5:8]), many[5:8])
+    ref = x @ op.matrix.to_dtype(torch.float32).T
+    assert ((many - ref).abs().max() / ref.abs().max()) < 1e-2  # int8 activations: ~0.5 %
+
+
+def test_fused_linear_equals_separate_ops(int8_kernel):
+    backend = CpuBackend(threads=2, precision="int8")
+    weights = [random_weight("Q5_0", (rows, 128), seed=rows) for rows in (64, 32, 32)]
+    biases = [None, random_weight("F32", (32,), seed=1), None]
+    fused = backend.fused_linear(weights, biases)
+    parts = fused.parts([64, 32, 32])
+    x = torch.randn(5, 128, generator=torch.Generator().manual_seed(2))
+    alone = [backend.linear(w, b)(x) for w, b in zip(weights, biases, strict=True)]
+    assert torch.equal(fused(x), torch.cat(alone, dim=1))
+    assert all(torch.equal(p(x), a) for p, a in zip(parts, alone, strict=True))
+    assert parts[0].matrix.q.data_ptr() == fused.matrix.q.data_ptr()  # views, no copy
+    assert CpuBackend(threads=1, precision="exact").fused_linear(weights) is None
+    mixed = [random_weight("Q5_0", (32, 128), seed=3), random_weight("Q6_K", (32, 256), seed=4)]
+    assert backend.fused_linear(mixed) is None  # different widths
+
+
+def test_vnni_kernel_rejects_bad_shapes():
+    import forge_plugin_cpu.ops_int8 as ops
+
+    if not ops.VNNI:
+        pytest.skip("no VNNI kernel")
+    with pytest.raises(ValueError, match="multiple of 64"):
+        ops._qgemm.linear(0, 1, 100, 0, 0, 5, 1, 0, 1)
+    op = CpuBackend(threads=1, precision="int8").linear(random_weight("F32", (8, 100), seed=1))
+    assert op.kernel == "numba"  # 100 columns: one scale per row, numba kernel
+    with pytest.raises(ValueError, match="features"):
+        op(torch.zeros(2, 64))
 
 
 def test_release_file_pages_keeps_contents(tmp_path):

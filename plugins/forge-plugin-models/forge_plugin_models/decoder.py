@@ -18,6 +18,7 @@ from forge_kernel.interfaces.batch import ForwardBatch
 from forge_kernel.interfaces.kv_cache import KVCache, KVCacheSpec
 from forge_kernel.interfaces.loader import ModelConfig, ModelSource
 from forge_kernel.interfaces.model import CausalLM
+from forge_plugin_models import fused
 from forge_plugin_models.layers import GatedMLP, RotaryTable, apply_rope, rms_norm
 
 
@@ -59,6 +60,8 @@ class _Layer:
     window: int | None
     rope: int
     """Index of this layer's table in ``DecoderSpec.rope_tables``."""
+    qkv: fused.FusedProjection | None = None
+    """q, k and v in one backend call when the backend fuses them (see :mod:`.fused`)."""
 
 
 class DecoderLM(CausalLM):
@@ -99,6 +102,13 @@ class DecoderLM(CausalLM):
             w = tensor(f"{prefix}.weight", (out_dim, in_dim))
             return backend.linear(w, optional(f"{prefix}.bias", (out_dim,)))
 
+        def shared_input(prefixes: list[str], dims: list[int], in_dim: int):
+            """(fused op or None, one op per prefix) for projections of the same input."""
+            ws = [tensor(f"{p}.weight", (d, in_dim)) for p, d in zip(prefixes, dims, strict=True)]
+            bs = [optional(f"{p}.bias", (d,)) for p, d in zip(prefixes, dims, strict=True)]
+            one, parts = fused.build(backend, ws, bs)
+            return one, parts or [backend.linear(w, b) for w, b in zip(ws, bs, strict=True)]
+
         hidden, inter, hd = cfg.hidden_size, cfg.intermediate_size, cfg.head_dim
         q_dim, kv_dim = cfg.num_heads * hd, cfg.num_kv_heads * hd
         embd = tensor("token_embd.weight", (cfg.vocab_size, hidden))
@@ -118,20 +128,21 @@ class DecoderLM(CausalLM):
         self.layers: list[_Layer] = []
         for i in range(cfg.num_layers):
             p = f"blk.{i}"
+            qkv, (q, k, v) = shared_input([f"{p}.attn_q", f"{p}.attn_k", f"{p}.attn_v"],
+                                         [q_dim, kv_dim, kv_dim], hidden)
+            gate_up, (gate, up) = shared_input([f"{p}.ffn_gate", f"{p}.ffn_up"], [inter, inter],
+                                              hidden)
             self.layers.append(_Layer(
                 attn_norm=norm(f"{p}.attn_norm.weight", hidden),
-                q=linear(f"{p}.attn_q", q_dim, hidden),
-                k=linear(f"{p}.attn_k", kv_dim, hidden),
-                v=linear(f"{p}.attn_v", kv_dim, hidden),
+                q=q, k=k, v=v, qkv=qkv,
                 o=linear(f"{p}.attn_output", hidden, q_dim),
                 q_norm=norm(f"{p}.attn_q_norm.weight", hd) if spec.qk_norm else None,
                 k_norm=norm(f"{p}.attn_k_norm.weight", hd) if spec.qk_norm else None,
                 post_attn_norm=(norm(f"{p}.post_attention_norm.weight", hidden)
                                 if spec.sandwich_norms else None),
                 ffn_norm=norm(f"{p}.ffn_norm.weight", hidden),
-                mlp=GatedMLP(linear(f"{p}.ffn_gate", inter, hidden),
-                             linear(f"{p}.ffn_up", inter, hidden),
-                             linear(f"{p}.ffn_down", hidden, inter), spec.activation),
+                mlp=GatedMLP(gate, up, linear(f"{p}.ffn_down", hidden, inter), spec.activation,
+                             gate_up=gate_up),
                 post_ffn_norm=(norm(f"{p}.post_ffw_norm.weight", hidden)
                                if spec.sandwich_norms else None),
                 window=windows[i],
@@ -175,9 +186,13 @@ class DecoderLM(CausalLM):
                 for table in spec.rope_tables]
         for index, layer in enumerate(self.layers):
             h = rms_norm(x, layer.attn_norm, self.eps)
-            q = layer.q(h).view(T, nh, hd)  # [T, H, D]
-            k = layer.k(h).view(T, nkv, hd)  # [T, KV, D]
-            v = layer.v(h).view(T, nkv, hd)  # [T, KV, D]
+            if layer.qkv is not None and layer.qkv.intact(layer.q, layer.k, layer.v):
+                q, k, v = layer.qkv(h)
+            else:
+                q, k, v = layer.q(h), layer.k(h), layer.v(h)
+            q = q.view(T, nh, hd)  # [T, H, D]
+            k = k.view(T, nkv, hd)  # [T, KV, D]
+            v = v.view(T, nkv, hd)  # [T, KV, D]
             if layer.q_norm is not None:
                 q = rms_norm(q, layer.q_norm, self.eps)
                 k = rms_norm(k, layer.k_norm, self.eps)

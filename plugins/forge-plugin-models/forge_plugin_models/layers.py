@@ -38,17 +38,23 @@ ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 class GatedMLP:
     """``down(act(gate(x)) * up(x))``: the feed-forward of Llama, Qwen and Gemma."""
 
-    __slots__ = ("gate", "up", "down", "act")
+    __slots__ = ("gate", "up", "down", "act", "gate_up")
 
-    def __init__(self, gate: Callable, up: Callable, down: Callable, activation: str) -> None:
+    def __init__(self, gate: Callable, up: Callable, down: Callable, activation: str,
+                 gate_up=None) -> None:
         if activation not in ACTIVATIONS:
             raise ValueError(
                 f"unknown MLP activation {activation!r} (known: {sorted(ACTIVATIONS)})")
         self.gate, self.up, self.down = gate, up, down
         self.act = ACTIVATIONS[activation]
+        self.gate_up = gate_up
+        """Optional :class:`~forge_plugin_models.fused.FusedProjection` of gate and up."""
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         # x: [T, hidden] -> [T, intermediate] -> [T, hidden]
+        if self.gate_up is not None and self.gate_up.intact(self.gate, self.up):
+            g, u = self.gate_up(x)
+            return self.down(self.act(g) * u)
         return self.down(self.act(self.gate(x)) * self.up(x))
 
 
