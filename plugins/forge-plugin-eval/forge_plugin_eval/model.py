@@ -48,7 +48,6 @@ class EvalModel:
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """float32 logits ``[rows, vocab]`` of final hidden states ``[rows, hidden]``."""
         import torch
-
         from forge_plugin_models.layers import rms_norm
 
         m = self.model

@@ -83,7 +83,8 @@ def emulate_ggml(model: Any, tensors: dict[str, Any]) -> int:
         p = f"blk.{i}"
         ops += [(layer, "q", f"{p}.attn_q.weight"), (layer, "k", f"{p}.attn_k.weight"),
                 (layer, "v", f"{p}.attn_v.weight"), (layer, "o", f"{p}.attn_output.weight"),
-                (layer.mlp, "gate", f"{p}.ffn_gate.weight"), (layer.mlp, "up", f"{p}.ffn_up.weight"),
+                (layer.mlp, "gate", f"{p}.ffn_gate.weight"),
+                (layer.mlp, "up", f"{p}.ffn_up.weight"),
                 (layer.mlp, "down", f"{p}.ffn_down.weight")]
     wrapped = 0
     for owner, attr, name in ops:
