@@ -143,8 +143,8 @@ def test_help_and_plugins_never_import_torch() -> None:
         for args in (["--help"], ["plugins"], ["plugins", "--json"], ["--version"]):
             try:
                 main(args, prog_name="forge")
-            except SystemExit as exc:
-                assert not exc.code, (args, exc.code)
+            except SystemExit as exc:  # plugins: 1 when cuda/metal cannot run here
+                assert not exc.code or (args[0] == "plugins" and exc.code == 1), (args, exc.code)
         heavy = [m for m in ("torch", "numpy", "transformers", "fastapi") if m in sys.modules]
         loaded = [s.name for s in get_host().statuses if s.status == "loaded"]
         print("CHECK", json.dumps({"heavy": heavy, "loaded": loaded}), file=sys.stderr)

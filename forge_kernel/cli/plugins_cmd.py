@@ -1,4 +1,5 @@
-"""``forge plugins``: what is installed, what it provides, and what failed."""
+"""``forge plugins``: what is installed, what it provides, what failed, and whether each
+compute backend can run here."""
 
 from __future__ import annotations
 
@@ -19,23 +20,64 @@ def _provides(status) -> list[str]:  # noqa: ANN001 - a PluginStatus
     return [*status.kinds, *others]
 
 
+def backend_availability(registry) -> dict[str, list[dict]]:  # noqa: ANN001 - a Registry
+    """Plugin name -> ``[{"name", "available", "reason"}]`` for every registered backend whose
+    factory offers ``factory.availability() -> (ok, reason)`` (GPU backends do; a factory
+    without it is not listed). A check that raises counts as unavailable, with the error."""
+    found: dict[str, list[dict]] = {}
+    for impl in registry.implementations("backend"):
+        check = getattr(impl.factory, "availability", None)
+        if not callable(check):
+            continue
+        try:
+            ok, reason = check()
+        except Exception as exc:  # noqa: BLE001 - a broken check is itself the reason
+            ok, reason = False, f"availability check failed: {type(exc).__name__}: {exc}"
+        found.setdefault(impl.plugin, []).append(
+            {"name": impl.name, "available": bool(ok), "reason": "" if ok else str(reason)})
+    return found
+
+
+def _status(status, backends: list[dict]) -> str:  # noqa: ANN001 - a PluginStatus
+    text = status.status if status.error is None else f"{status.status}: {status.error}"
+    marks = [f"{b['name']}: {'available' if b['available'] else 'unavailable'}"
+             for b in backends]
+    return f"{text} ({', '.join(marks)})" if marks else text
+
+
 @click.command("plugins")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def plugins_command(as_json: bool) -> None:
-    """List installed plugins: name, distribution, version, kinds, status (with errors)."""
+    """List installed plugins: name, distribution, version, kinds, status (with errors), and
+    whether each compute backend can run here. Exits 1 when an installed backend cannot,
+    after printing why (e.g. forge-plugin-cuda on a machine without CUDA)."""
     from forge_kernel.plugins import get_host
 
-    statuses = get_host().statuses
+    host = get_host()
+    statuses = host.statuses
+    backends = backend_availability(host.registry)
     if as_json:
-        click.echo(json.dumps([asdict(s) for s in statuses], indent=2))
-        return
-    if not statuses:
+        entries = []
+        for s in statuses:
+            entry = asdict(s)
+            if s.name in backends:  # only where a backend reports its availability
+                entry["backends"] = backends[s.name]
+            entries.append(entry)
+        click.echo(json.dumps(entries, indent=2))
+    elif not statuses:
         click.echo("no plugins installed (try: pip install forge-plugin-cpu forge-plugin-gguf)")
-        return
-    header = ("NAME", "DISTRIBUTION", "VERSION", "PROVIDES", "STATUS")
-    rows = [(s.name, s.distribution, s.version, ", ".join(_provides(s)) or "-",
-             s.status if s.error is None else f"{s.status}: {s.error}") for s in statuses]
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
-    for row in [header, *rows]:
-        cells = [c.ljust(w) for c, w in zip(row[:4], widths, strict=True)]
-        click.echo("  ".join([*cells, row[4]]))
+    else:
+        header = ("NAME", "DISTRIBUTION", "VERSION", "PROVIDES", "STATUS")
+        rows = [(s.name, s.distribution, s.version, ", ".join(_provides(s)) or "-",
+                 _status(s, backends.get(s.name, []))) for s in statuses]
+        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
+        for row in [header, *rows]:
+            cells = [c.ljust(w) for c, w in zip(row[:4], widths, strict=True)]
+            click.echo("  ".join([*cells, row[4]]))
+    unavailable = [(plugin, b) for plugin, found in backends.items() for b in found
+                   if not b["available"]]
+    for plugin, b in unavailable:
+        click.echo(f"backend {b['name']!r} (plugin {plugin!r}) is unavailable: {b['reason']}",
+                   err=True)
+    if unavailable:
+        raise SystemExit(1)

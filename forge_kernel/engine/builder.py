@@ -66,6 +66,33 @@ def _plugin(name: str, dist: str):
     return plugin
 
 
+DEFAULT_KV_CACHE = "paged"
+"""The KV cache when neither the user nor the backend (``preferred_kv_cache``) names one."""
+
+
+def _create_backend(config: EngineConfig):
+    """The backend; ``device=`` is passed only when asked for (``--device``), and a factory
+    without that parameter (one device only) is refused clearly, not with a TypeError."""
+    if config.device is None:
+        return _create("backend", config.backend, threads=config.threads)
+    registry = get_host().registry
+    if config.backend in registry.names("backend") and not _accepts(
+            registry.get("backend", config.backend).factory, "device"):
+        raise ConfigError(f"backend {config.backend!r} has no device choice; drop --device "
+                          f"{config.device}")
+    return _create("backend", config.backend, threads=config.threads, device=config.device)
+
+
+def _accepts(factory, name: str) -> bool:
+    import inspect
+
+    try:
+        params = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):
+        return True  # not introspectable: let the call decide
+    return any(p.name == name or p.kind is p.VAR_KEYWORD for p in params)
+
+
 def _check(config: EngineConfig) -> None:
     for field in ("max_batch_size", "max_prefill_tokens", "block_size"):
         value = getattr(config, field)
@@ -75,6 +102,8 @@ def _check(config: EngineConfig) -> None:
         value = getattr(config, field)
         if value is not None and (not isinstance(value, int) or value < 1):
             raise ConfigError(f"{field} must be a positive integer, got {value!r}")
+    if config.device is not None and (not isinstance(config.device, int) or config.device < 0):
+        raise ConfigError(f"device must be a non-negative integer, got {config.device!r}")
 
 
 def build_engine(config: EngineConfig | None = None) -> LLMEngine:
@@ -117,7 +146,10 @@ def _build(config: EngineConfig | None) -> LLMEngine:
     config = config or EngineConfig()
     _check(config)
     path = resolve_model_path(config.model)
-    backend = _create("backend", config.backend, threads=config.threads)
+    backend = _create_backend(config)
+    # No cache named: the backend's own choice (device caches for GPU backends), else paged.
+    config = dataclasses.replace(config, kv_cache=config.kv_cache or getattr(
+        backend, "preferred_kv_cache", None) or DEFAULT_KV_CACHE)
     source = open_model_source(path, config.loader)
     model = build_causal_lm(source, backend)
     spec = model.kv_cache_spec()

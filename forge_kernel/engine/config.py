@@ -28,7 +28,13 @@ class EngineConfig:
     model: str | Path | None = None
     """A path, a stored/built-in model name, or ``None`` for the embedded default model."""
     backend: str = "cpu"
-    kv_cache: str = "paged"
+    device: int | None = None
+    """Device index for backends that have several (``--device N``: ``cuda:N``), passed to the
+    backend factory as ``device=``; ``None``: the backend's own default. The ``cpu`` backend
+    refuses any index but 0."""
+    kv_cache: str | None = None
+    """KV-cache plugin name; ``None``: the backend's ``preferred_kv_cache`` (``cuda``:
+    ``device-paged``), else ``paged``. The built engine's config holds the name used."""
     scheduler: str = "continuous"
     max_batch_size: int = 64
     """Most sequences decoded together in one step (``--max-batch-size``)."""

@@ -32,13 +32,22 @@ class EmbeddingOp(Protocol):
 class Backend(ABC):
     """A device plus the kernels that run models on it.
 
-    Factories are called as ``factory(threads=None)``. A backend decides the in-memory form of
-    each weight (it may keep GGUF blocks quantized when that is faster) and the activation dtype.
+    Factories are called as ``factory(threads=None)``, plus ``device=N`` when the user picked a
+    device (``--device N``; a factory without a ``device`` parameter is refused for it). A
+    backend decides the in-memory form of each weight (it may keep GGUF blocks quantized when
+    that is faster) and the activation dtype.
+
+    A factory may carry ``factory.availability() -> (ok, reason)`` so listings (``forge
+    plugins``) can tell without creating the backend whether it can run here.
     """
 
     name: str
     device: str
     """torch device string: ``"cpu"``, ``"cuda:0"``."""
+    preferred_kv_cache: str | None = None
+    """Optional: the KV-cache plugin this backend works best with (``cuda``: ``device-paged``,
+    blocks on the GPU). The engine builder uses it when the user names no cache (``--kv-cache``);
+    ``None``: the builder's default, ``paged``."""
 
     @classmethod
     @abstractmethod
