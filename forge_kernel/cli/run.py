@@ -89,14 +89,17 @@ def _prompt_ids(tokenizer, messages: list[dict[str, str]], raw: bool) -> list[in
 @click.option("--raw", is_flag=True, help="Send the prompt as is, without the chat template.")
 @click.option("--verbose", is_flag=True, help="Print timing statistics to stderr.")
 @click.option("--backend", default=None, help="Compute backend (default: cpu).")
-@click.option("--kv-cache", default=None, help="KV cache: paged (default) or naive.")
+@click.option("--device", type=click.IntRange(min=0), default=None,
+              help="Device index of a GPU backend (--backend cuda --device 1: cuda:1).")
+@click.option("--kv-cache", default=None,
+              help="KV cache: paged or naive (default: the backend's choice, else paged).")
 @click.option("--threads", type=click.IntRange(min=1), default=None)
 @click.option("--speculative", default=None,
               help="Speculative decoding: ngram or draft:MODEL (forge-plugin-speculative; off).")
 @click.option("--num-speculative-tokens", type=click.IntRange(min=1), default=None,
               help="Most draft tokens per step (5).")
 def run_command(model, prompt, max_tokens, temperature, top_p, top_k, seed, raw, verbose,
-                backend, kv_cache, threads, speculative, num_speculative_tokens) -> None:
+                backend, device, kv_cache, threads, speculative, num_speculative_tokens) -> None:
     """Generate text with MODEL (default: the configuration's model, else the embedded Gemma
     3 270M). Engine settings come from the configuration (file, FORGE_* variables) like
     `forge serve`'s; the flags here override them.
@@ -115,8 +118,8 @@ def run_command(model, prompt, max_tokens, temperature, top_p, top_k, seed, raw,
         model, prompt = None, model
     if prompt is None and not sys.stdin.isatty():
         prompt = sys.stdin.read()
-    config = load_config({"model": model, "backend": backend, "kv_cache": kv_cache,
-                          "threads": threads, "speculative": speculative,
+    config = load_config({"model": model, "backend": backend, "device": device,
+                          "kv_cache": kv_cache, "threads": threads, "speculative": speculative,
                           "num_speculative_tokens": num_speculative_tokens})
 
     try:
