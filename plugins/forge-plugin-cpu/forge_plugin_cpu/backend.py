@@ -47,10 +47,6 @@ class CpuBackend(Backend):
         self.threads = threads or physical_cores()
         torch.set_num_threads(self.threads)
         self.precision = _resolve_precision(precision)
-        if self.precision == "int8":
-            import numba
-
-            numba.set_num_threads(min(self.threads, numba.config.NUMBA_NUM_THREADS))
         # Prepared matrices keyed by their storage, so a tied embedding / LM head shares memory.
         self._prepared: weakref.WeakValueDictionary[Any, Any] = weakref.WeakValueDictionary()
 

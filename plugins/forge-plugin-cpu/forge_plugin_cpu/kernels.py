@@ -66,5 +66,12 @@ def gemm_row(q, scale, x, out):  # pragma: no cover - compiled
             out[t, n] = acc * s
 
 
+def set_threads(threads: int) -> None:
+    """numba's thread count for these kernels (at most its configured maximum)."""
+    import numba
+
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+
+
 GEMM_BY_SHIFT = {5: gemm_g32, 4: gemm_g16}
 """Group-size shift -> decode kernel; any other shift means one scale per row (:func:`gemm_row`)."""

@@ -16,7 +16,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from forge_plugin_cpu.kernels import GEMM_BY_SHIFT, gemm_row
 from forge_plugin_cpu.quantize import Int8Matrix
 
 try:  # built at install time; absent when no compiler was available
@@ -48,10 +47,16 @@ class Int8Linear:
         self.threads = int(threads)
         self.kernel = kernel_for(matrix)
         # Everything the per-call path needs is made once: ~70 calls per decoded token.
-        self._fn = GEMM_BY_SHIFT.get(matrix.shift, gemm_row)
         self._q = matrix.q.numpy()
-        # numba has no float16 arithmetic: the fallback gets a float32 copy of the scales
-        self._scale = matrix.scale.float().numpy() if self.kernel == "numba" else None
+        self._fn = self._scale = None
+        if self.kernel == "numba":
+            # imported only when needed: numba and llvmlite add ~65 MB of RSS
+            from forge_plugin_cpu.kernels import GEMM_BY_SHIFT, gemm_row, set_threads
+
+            set_threads(self.threads)
+            self._fn = GEMM_BY_SHIFT.get(matrix.shift, gemm_row)
+            # numba has no float16 arithmetic: the fallback gets a float32 copy of the scales
+            self._scale = matrix.scale.float().numpy()
         self._q_ptr, self._scale_ptr = matrix.q.data_ptr(), matrix.scale.data_ptr()
         self._shift = matrix.shift
 
