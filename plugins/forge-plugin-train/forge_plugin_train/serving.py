@@ -33,21 +33,22 @@ class StepAdapters:
     """The step's ``(adapter index, rows)`` groups; set once per step, read by every
     :class:`LoraLinear` of the model."""
 
-    __slots__ = ("index", "groups")
+    __slots__ = ("index", "groups", "device")
 
-    def __init__(self, names: list[str]) -> None:
+    def __init__(self, names: list[str], device: torch.device | str = "cpu") -> None:
         self.index = {name: i for i, name in enumerate(names)}
         self.groups: list[tuple[int, Rows]] = []
+        self.device = device
 
     def begin_step(self, batch: ForwardBatch) -> None:
         spans: dict[int, list[tuple[int, int]]] = {}
         for chunk, begin, end in batch.iter_spans():
             if chunk.adapter is not None:
                 spans.setdefault(self.index[chunk.adapter], []).append((begin, end))
-        self.groups = [(a, _rows(s)) for a, s in spans.items()]
+        self.groups = [(a, _rows(s, self.device)) for a, s in spans.items()]
 
 
-def _rows(spans: list[tuple[int, int]]) -> Rows:
+def _rows(spans: list[tuple[int, int]], device: torch.device | str) -> Rows:
     merged = [list(spans[0])]
     for begin, end in spans[1:]:
         if begin == merged[-1][1]:
@@ -56,7 +57,7 @@ def _rows(spans: list[tuple[int, int]]) -> Rows:
             merged.append([begin, end])
     if len(merged) == 1:
         return slice(*merged[0])
-    return torch.cat([torch.arange(b, e) for b, e in merged])
+    return torch.cat([torch.arange(b, e) for b, e in merged]).to(device)
 
 
 class LoraLinear:
@@ -114,7 +115,8 @@ def attach_adapters(engine: Any, adapters: Mapping[str, str | Path]) -> tuple[st
         for module in adapter.modules:
             holder, attr = slots[module]
             _check(adapter, module, getattr(holder, attr))
-    step = StepAdapters(names)
+    device = getattr(getattr(model, "backend", None), "device", "cpu")
+    step = StepAdapters(names, device)
     for module, (holder, attr) in slots.items():
         if not any(module in a.modules for a in loaded):
             continue  # no adapter touches it: it stays the plain projection
@@ -122,7 +124,8 @@ def attach_adapters(engine: Any, adapters: Mapping[str, str | Path]) -> tuple[st
         for adapter in loaded:
             lora = adapter.modules.get(module)
             weights.append(None if lora is None else
-                           (lora.a.t().contiguous(), (lora.b.t() * lora.scale).contiguous()))
+                           (lora.a.t().contiguous().to(device),
+                            (lora.b.t() * lora.scale).contiguous().to(device)))
         setattr(holder, attr, LoraLinear(getattr(holder, attr), step, weights))
     model.lora = step
     engine.adapters = tuple(names)
