@@ -30,7 +30,8 @@ Register = Callable[[str, Callable[..., Any]], None]
 @hookspec
 def forge_register_backends(register: Register) -> None:
     """Compute backends (:class:`~forge_kernel.interfaces.backend.Backend`);
-    ``factory(threads=None)``, chosen with ``--backend`` (default ``cpu``)."""
+    ``factory(threads=None)`` (plus ``device=`` when ``--device`` is given), chosen with
+    ``--backend`` (default ``cpu``)."""
 
 
 @hookspec

@@ -1,14 +1,8 @@
-"""The ``forge serve`` lifecycle: how a server starts, serves and stops.
-
-:func:`serve` is the whole story, in order: the effective configuration -> ``--plugins``
+"""The ``forge serve`` lifecycle, in order (:func:`serve`): configuration -> ``--plugins``
 restriction -> ``forge_configure`` -> engine build -> ``forge_startup`` -> :func:`build_app`
 -> uvicorn -> on SIGTERM/SIGINT abort in-flight requests -> ``forge_shutdown``.
 
-:func:`build_app` creates the FastAPI application, mounts every registered
-:class:`~forge_kernel.interfaces.endpoint.Endpoint` and wraps the result in every registered
-:class:`~forge_kernel.interfaces.endpoint.Middleware` (lowest ``order`` outermost), so plugins
-compose without knowing each other: auth and metrics cover routes a third-party plugin adds.
-FastAPI and uvicorn are not kernel dependencies: the endpoint plugins bring them, and they are
+FastAPI and uvicorn are not kernel dependencies (the endpoint plugins bring them): they are
 imported only here, when serving.
 """
 
@@ -31,14 +25,13 @@ class ServerContext:
     """What endpoints and middlewares get: the running engine and the server's settings."""
 
     engine: Any
-    """The :class:`forge_kernel.engine.async_engine.AsyncEngine` serving requests."""
+    """The :class:`~forge_kernel.engine.async_engine.AsyncEngine` serving requests."""
     model_name: str
     config: Any
-    """The effective :class:`forge_kernel.config.ForgeConfig`."""
+    """The effective :class:`~forge_kernel.config.ForgeConfig`."""
     registry: Any
-    """The plugin registry (``registry.implementations(kind)``)."""
     host: Any = None
-    """The :class:`forge_kernel.plugins.PluginHost` (plugin statuses, hooks)."""
+    """The :class:`~forge_kernel.plugins.PluginHost` (plugin statuses, hooks)."""
     aliases: set[str] = field(default_factory=set)
     """Other names clients may use for the served model (file name, path)."""
     components: dict[str, str] = field(default_factory=dict)
@@ -50,7 +43,8 @@ class ServerContext:
 
 
 def build_app(context: ServerContext) -> Any:
-    """The ASGI application: a FastAPI app with every endpoint, wrapped in every middleware."""
+    """A FastAPI app with every registered endpoint, wrapped in every middleware (lowest
+    ``order`` outermost), so auth and metrics also cover routes other plugins add."""
     from fastapi import FastAPI
 
     from forge_kernel import __version__
@@ -80,8 +74,8 @@ def _say(message: str) -> None:
 
 
 def check_servable(host: Any) -> None:
-    """Say what to install (instead of a traceback) when nothing could be served: no endpoint
-    plugin, no compute backend, or no FastAPI/uvicorn."""
+    """Say what to install when nothing could be served: no endpoint plugin, no compute
+    backend, or no FastAPI/uvicorn."""
     from forge_kernel.engine.config import require_backend
 
     if not host.registry.names("endpoint"):
@@ -99,9 +93,8 @@ def check_servable(host: Any) -> None:
 
 
 def serve(config: Any) -> None:
-    """Run ``forge serve`` with the effective :class:`~forge_kernel.config.ForgeConfig` until
-    SIGTERM/SIGINT. Raises :class:`~forge_kernel.errors.ForgeError` when it cannot start (bad
-    configuration, a plugin refusing start-up); the caller reports it."""
+    """Serve with the effective :class:`~forge_kernel.config.ForgeConfig` until SIGTERM/SIGINT;
+    a :class:`~forge_kernel.errors.ForgeError` when it cannot start."""
     from forge_kernel.plugins import get_host
 
     host = get_host()
@@ -117,6 +110,7 @@ def serve(config: Any) -> None:
     model_path = locate_model(host, settings.model)
     engine = build_engine(dataclasses.replace(
         settings, model=model_path, model_name=settings.model_name or display_name(settings.model)))
+    settings = engine.config  # with the implementations chosen (kv_cache: the backend's default)
     async_engine = AsyncEngine(engine)
     context = ServerContext(
         engine=async_engine, model_name=engine.model_name, config=config,
@@ -161,10 +155,9 @@ def _shutdown_hooks(host: Any, context: ServerContext) -> None:
 
 
 def _graceful_server(engine: Any, config: Any) -> Any:
-    """A uvicorn server that, on SIGTERM/SIGINT, aborts every in-flight request (streams end
-    with ``finish_reason="abort"`` then ``[DONE]``; their KV is freed) and returns normally
-    instead of re-raising the signal, so shutdown hooks run and the process exits 0. A second
-    SIGINT forces the exit."""
+    """A uvicorn server that on SIGTERM/SIGINT aborts every in-flight request (streams end with
+    ``finish_reason="abort"``) and returns instead of re-raising the signal, so shutdown hooks
+    run and the process exits 0. A second SIGINT forces the exit."""
     import uvicorn
 
     class GracefulServer(uvicorn.Server):

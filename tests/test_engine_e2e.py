@@ -9,21 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import os
 from pathlib import Path
 
 import pytest
 import torch
+from engine_helpers import concurrent, cpu_weights, require, tokens
 
-from forge_kernel.engine.async_engine import AsyncEngine
 from forge_kernel.engine.builder import build_engine
 from forge_kernel.engine.config import EngineConfig
 from forge_kernel.engine.types import SamplingParams
 from forge_kernel.plugins import get_host
 
+require(("scheduler", "continuous", "forge-plugin-scheduler"))
 registry = get_host().registry
-if "continuous" not in registry.names("scheduler"):
-    pytest.skip("forge-plugin-scheduler is not installed", allow_module_level=True)
 KV = "paged" if "paged" in registry.names("kv_cache") else "naive"
 GREEDY = SamplingParams(temperature=0.0, max_tokens=6, ignore_eos=True)
 
@@ -33,39 +31,11 @@ def needs_loader(name: str) -> None:
         pytest.skip(f"weight loader {name!r} is not installed")
 
 
-def tokens(engine, prompt, params=GREEDY) -> list[int]:
-    return [t for d in engine.generate(prompt, params) for t in d.token_ids]
-
-
-async def concurrent(engine, prompts, params_list):
-    aeng = AsyncEngine(engine)
-    aeng.start()
-
-    async def one(i):
-        out = []
-        async for d in aeng.generate(f"r{i}", prompts[i], params_list[i]):
-            out.extend(d.token_ids)
-        return out
-
-    try:
-        return await asyncio.gather(*(one(i) for i in range(len(prompts))))
-    finally:
-        await aeng.shutdown()
-
-
 def build(model, precision: str, **kw):
     """An engine whose cpu backend keeps weights ``exact`` (float32) or ``int8``."""
-    old = os.environ.get("FORGE_CPU_WEIGHTS")
-    os.environ["FORGE_CPU_WEIGHTS"] = precision
-    try:
-        config = EngineConfig(model=model, kv_cache=KV, threads=2, max_model_len=256,
-                              max_prefill_tokens=64, **kw)
-        return build_engine(config)
-    finally:
-        if old is None:
-            os.environ.pop("FORGE_CPU_WEIGHTS", None)
-        else:
-            os.environ["FORGE_CPU_WEIGHTS"] = old
+    with cpu_weights(precision):
+        return build_engine(EngineConfig(model=model, kv_cache=KV, threads=2, max_model_len=256,
+                                         max_prefill_tokens=64, **kw))
 
 
 # -- a tiny Llama on disk (safetensors) -------------------------------------------------------
@@ -105,7 +75,7 @@ def test_tiny_llama_safetensors_greedy_and_preemption(tiny_dir):
     for ids in prompts:
         ref = hf.generate(torch.tensor([ids]), max_new_tokens=6, min_new_tokens=6,
                           do_sample=False)[0, len(ids):].tolist()
-        assert tokens(engine, ids) == ref
+        assert tokens(engine, ids, GREEDY) == ref
     # 16 concurrent requests in a cache of 3 blocks x 16 tokens: preemption by recompute
     small = build(str(tiny_dir), "exact", num_blocks=3, block_size=16)
     alone = [tokens(engine, p, dataclasses.replace(GREEDY, max_tokens=12)) for p in prompts]

@@ -4,35 +4,24 @@ float32 weights so both sides compute the same function."""
 
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
+from engine_helpers import cpu_weights, require
 
 from forge_kernel.engine.builder import build_engine, resolve_model_path
 from forge_kernel.engine.config import EngineConfig
 from forge_kernel.engine.types import SamplingParams
 from forge_kernel.plugins import get_host
 
-registry = get_host().registry
-for kind, name, dist in [("scheduler", "continuous", "forge-plugin-scheduler"),
-                         ("weight_loader", "gguf", "forge-plugin-gguf")]:
-    if name not in registry.names(kind):
-        pytest.skip(f"{dist} is not installed", allow_module_level=True)
-KV = "paged" if "paged" in registry.names("kv_cache") else "naive"
+require(("scheduler", "continuous", "forge-plugin-scheduler"),
+        ("weight_loader", "gguf", "forge-plugin-gguf"))
+KV = "paged" if "paged" in get_host().registry.names("kv_cache") else "naive"
 
 
 @pytest.fixture(scope="module")
 def exact_engine():
-    old = os.environ.get("FORGE_CPU_WEIGHTS")
-    os.environ["FORGE_CPU_WEIGHTS"] = "exact"
-    try:
+    with cpu_weights("exact"):
         return build_engine(EngineConfig(kv_cache=KV, threads=2, max_model_len=256))
-    finally:
-        if old is None:
-            os.environ.pop("FORGE_CPU_WEIGHTS", None)
-        else:
-            os.environ["FORGE_CPU_WEIGHTS"] = old
 
 
 def test_gemma_greedy_matches_transformers(exact_engine):

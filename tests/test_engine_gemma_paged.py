@@ -13,10 +13,9 @@ engines (naive cache, tiny cache) share the model's weights.
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import pytest
-from engine_helpers import drain
+from engine_helpers import cpu_weights, drain, require
 
 from forge_kernel.engine.builder import build_engine
 from forge_kernel.engine.config import EngineConfig
@@ -26,13 +25,11 @@ from forge_kernel.interfaces.kv_cache import KVCacheConfig
 from forge_kernel.interfaces.scheduler import SchedulerConfig
 from forge_kernel.plugins import get_host
 
+require(("scheduler", "continuous", "forge-plugin-scheduler"),
+        ("weight_loader", "gguf", "forge-plugin-gguf"),
+        ("kv_cache", "paged", "forge-plugin-kv-paged"),
+        ("kv_cache", "naive", "forge-plugin-kv-naive"))
 registry = get_host().registry
-for kind, name, dist in [("scheduler", "continuous", "forge-plugin-scheduler"),
-                         ("weight_loader", "gguf", "forge-plugin-gguf"),
-                         ("kv_cache", "paged", "forge-plugin-kv-paged"),
-                         ("kv_cache", "naive", "forge-plugin-kv-naive")]:
-    if name not in registry.names(kind):
-        pytest.skip(f"{dist} is not installed", allow_module_level=True)
 
 MAX_LEN = 640
 GREEDY = SamplingParams(temperature=0.0, max_tokens=8, ignore_eos=True)
@@ -41,16 +38,9 @@ TEXT = " ".join(f"Item {i}: the quick brown fox jumps over the lazy dog." for i 
 
 @pytest.fixture(scope="module")
 def paged() -> LLMEngine:
-    old = os.environ.get("FORGE_CPU_WEIGHTS")
-    os.environ["FORGE_CPU_WEIGHTS"] = "exact"
-    try:
+    with cpu_weights("exact"):
         return build_engine(EngineConfig(kv_cache="paged", threads=2, max_model_len=MAX_LEN,
                                          max_prefill_tokens=256))
-    finally:
-        if old is None:
-            os.environ.pop("FORGE_CPU_WEIGHTS", None)
-        else:
-            os.environ["FORGE_CPU_WEIGHTS"] = old
 
 
 def sibling(engine: LLMEngine, kv: str, **kv_config) -> LLMEngine:

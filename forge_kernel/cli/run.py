@@ -44,8 +44,8 @@ class GenerationStats:
 
 
 def _generate(engine, prompt_ids: list[int], params, stats: GenerationStats) -> str:
-    """Stream one completion to stdout; return its text. The first token's latency counts as
-    prompt evaluation (prefill), the rest as evaluation (decode)."""
+    """Stream one completion to stdout; return its text. The first token comes from the
+    prefill (prompt evaluation), the rest from decode steps (evaluation)."""
     start = time.perf_counter()
     first = None
     text: list[str] = []
@@ -62,8 +62,7 @@ def _generate(engine, prompt_ids: list[int], params, stats: GenerationStats) -> 
     first = first or end
     stats.prompt_tokens += len(prompt_ids)
     stats.prompt_seconds += first - start
-    # the first token is produced by the prefill step; decode rate counts the tokens after it
-    stats.eval_tokens -= 1 if stats.eval_tokens else 0
+    stats.eval_tokens -= 1 if stats.eval_tokens else 0  # the prefill's token
     stats.eval_seconds += end - first
     return "".join(text)
 
@@ -134,7 +133,7 @@ def run_command(model, prompt, max_tokens, temperature, top_p, top_k, seed, raw,
         click.echo(f"Error: {exc}", err=True)
         sys.exit(1)
 
-    defaults = (engine.generation_defaults() if hasattr(engine, "generation_defaults") else {})
+    defaults = engine.generation_defaults()
     params = SamplingParams(
         max_tokens=max_tokens,
         temperature=temperature if temperature is not None else defaults.get("temperature", 0.8),

@@ -14,11 +14,12 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Future
+from functools import partial
 from typing import Any
 
 from forge_kernel.engine.engine import Event, LLMEngine
 from forge_kernel.engine.types import CompletionDelta, EngineStats, RequestMetrics, SamplingParams
-from forge_kernel.errors import EngineDead, InvalidRequest, RequestFailed
+from forge_kernel.errors import EngineDead, InvalidRequest
 
 _STOP = object()
 
@@ -29,6 +30,7 @@ class AsyncEngine:
     def __init__(self, engine: LLMEngine) -> None:
         self.engine = engine
         self._commands: queue.SimpleQueue = queue.SimpleQueue()
+        """Callables the engine thread runs between steps, each returning the events it made."""
         self._streams: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Queue]] = {}
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
@@ -82,8 +84,8 @@ class AsyncEngine:
         self._thread.start()
 
     async def shutdown(self, drain_timeout: float = 0.0) -> None:
-        """Stop accepting requests, wait up to ``drain_timeout`` s for running ones, abort the
-        rest and stop the thread."""
+        """Stop accepting requests, let running ones finish for up to ``drain_timeout`` s, abort
+        the rest and stop the thread."""
         self._closing = True
         loop = asyncio.get_running_loop()
         deadline = loop.time() + drain_timeout
@@ -102,10 +104,9 @@ class AsyncEngine:
 
     async def generate(self, request_id: str, prompt_ids: list[int], params: SamplingParams,
                        prompt_param: str = "prompt") -> AsyncIterator[CompletionDelta]:
-        """Stream the deltas of one request (all choices interleaved; the last delta carries
-        ``usage``). Invalid requests raise :class:`InvalidRequest` before the first delta; a
-        request the engine cannot serve raises :class:`RequestFailed`. Leaving the iteration
-        early (break, cancellation, client disconnect) aborts the request and frees its KV."""
+        """Stream one request's deltas (choices interleaved; the last carries ``usage``).
+        :class:`InvalidRequest` comes before the first delta, ``RequestFailed`` when the engine
+        cannot serve it; leaving early (break, disconnect) aborts it and frees its KV."""
         self._check_open()
         self.engine.validate(prompt_ids, params, prompt_param)
         if request_id in self._streams:
@@ -115,7 +116,8 @@ class AsyncEngine:
         self._streams[request_id] = (asyncio.get_running_loop(), events)
         finished = False
         try:
-            self._commands.put(("add", request_id, list(prompt_ids), params, prompt_param))
+            self._commands.put(partial(self._add, request_id, list(prompt_ids), params,
+                                       prompt_param))
             while True:
                 item = await events.get()
                 if isinstance(item, BaseException):
@@ -129,25 +131,25 @@ class AsyncEngine:
         finally:
             self._streams.pop(request_id, None)
             if not finished:
-                self._commands.put(("abort", request_id))
+                self._commands.put(partial(self.engine.abort, request_id))
 
     async def abort(self, request_id: str) -> None:
         """Abort a request; its stream ends with ``finish_reason="abort"`` events."""
-        self._commands.put(("abort", request_id))
+        self._commands.put(partial(self.engine.abort, request_id))
 
     def abort_all(self) -> int:
         """Abort every live request (thread-safe, no await: signal handlers call it); each
         stream ends with ``finish_reason="abort"``. Returns how many were aborted."""
         live = list(self._streams)
         for request_id in live:
-            self._commands.put(("abort", request_id))
+            self._commands.put(partial(self.engine.abort, request_id))
         return len(live)
 
     async def embed(self, prompt_ids_list: list[list[int]]) -> list[list[float]]:
         """Embedding vectors (see :meth:`LLMEngine.embed`), computed on the engine thread."""
         self._check_open()
         future: Future = Future()
-        self._commands.put(("call", future, self.engine.embed, prompt_ids_list))
+        self._commands.put(partial(_resolve, future, self.engine.embed, prompt_ids_list))
         return await asyncio.wrap_future(future)
 
     def _check_open(self) -> None:
@@ -172,7 +174,7 @@ class AsyncEngine:
                     block = False
                     if cmd is _STOP:
                         return
-                    events.extend(self._run_command(cmd))
+                    events.extend(cmd())
                 if engine.has_unfinished():
                     steps = engine.stats().num_steps
                     events.extend(engine.step())
@@ -186,27 +188,14 @@ class AsyncEngine:
             for rid in list(self._streams):
                 self._deliver([(rid, failure)])
 
-    def _run_command(self, cmd) -> list[Event]:
-        kind = cmd[0]
-        if kind == "add":
-            _, rid, prompt_ids, params, prompt_param = cmd
-            if rid not in self._streams:  # the consumer left before the engine saw it
-                return []
+    def _add(self, rid: str, prompt_ids: list[int], params: SamplingParams,
+             prompt_param: str) -> list[Event]:
+        if rid in self._streams:  # else the consumer left before the engine saw it
             try:
                 self.engine.add_request(rid, prompt_ids, params, prompt_param)
             except Exception as exc:  # noqa: BLE001 - goes to the consumer
                 return [(rid, exc)]
-            return []
-        if kind == "abort":
-            return self.engine.abort(cmd[1])
-        if kind == "call":
-            _, future, fn, *args = cmd
-            try:
-                future.set_result(fn(*args))
-            except Exception as exc:  # noqa: BLE001
-                future.set_exception(exc)
-            return []
-        raise ValueError(f"unknown engine command {kind!r}")
+        return []
 
     def _deliver(self, events: list[Event]) -> None:
         by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Queue, Any]]] = {}
@@ -221,9 +210,14 @@ class AsyncEngine:
                 pass
 
 
+def _resolve(future: Future, fn: Callable[..., Any], *args: Any) -> list[Event]:
+    try:
+        future.set_result(fn(*args))
+    except Exception as exc:  # noqa: BLE001 - goes to the awaiting caller
+        future.set_exception(exc)
+    return []
+
+
 def _put_all(items: list[tuple[asyncio.Queue, Any]]) -> None:
     for q, item in items:
         q.put_nowait(item)
-
-
-__all__ = ["AsyncEngine", "EngineDead", "EngineStats", "RequestFailed"]

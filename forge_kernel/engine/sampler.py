@@ -1,26 +1,11 @@
-"""Turn a step's logits into next tokens, one row per sequence, honouring each row's settings.
+"""Turn a step's logits into next tokens, one row per sequence, with each row's settings.
 
-Order of transforms for one row (the same as vLLM / Hugging Face):
-
-1. ``logit_bias`` (OpenAI: added to the logits);
-2. ``min_tokens``: EOS and ``stop_token_ids`` are masked until the sequence has that many tokens;
-3. repetition penalty (Hugging Face semantics, over prompt + output tokens: positive logits are
-   divided by the penalty, negative ones multiplied);
-4. presence / frequency penalties (OpenAI semantics, over output tokens only:
-   ``logit -= frequency * count + presence * (count > 0)``);
-5. ``temperature == 0`` -> greedy argmax; otherwise divide by the temperature, then top-k,
-   top-p (nucleus) and min-p filtering, and draw from the row's own ``torch.Generator``.
-
-**Logprobs** are the log-softmax of the model's *raw* logits (before any of the transforms
-above), as OpenAI reports them: they describe the model, not the sampling settings, and they do
-not change when a client changes ``temperature``.
-
-**Constraints** (structured output) come first of all: a row with a
-:class:`~forge_kernel.interfaces.constraint.Constraint` has every disallowed token set to
-``-inf`` before the transforms above, and the sampled token is fed back to it.
-
-Rows never read each other's data, so a row's token depends only on its logits and its own
-generator: a seeded request samples the same text whatever else is in the batch.
+Per row, in order (as vLLM / Hugging Face): constraint mask (disallowed tokens ``-inf``),
+``logit_bias``, ``min_tokens`` (EOS and stop ids masked), repetition penalty (HF semantics,
+prompt + output), presence/frequency penalties (OpenAI semantics, output only), then greedy at
+temperature 0, else temperature, top-k, top-p, min-p and a draw from the row's own generator
+(so a seeded request samples the same text whatever else is in the batch). Logprobs are the
+log-softmax of the *raw* logits, as OpenAI reports them.
 """
 
 from __future__ import annotations
@@ -35,6 +20,7 @@ from forge_kernel.interfaces.constraint import Constraint, mask_words
 
 _GREEDY_EPS = 1e-5
 _TOP_P_CANDIDATES = 1024
+_BIT = torch.arange(32, dtype=torch.int32)
 
 
 @dataclass(slots=True)
@@ -95,22 +81,22 @@ def sample_row(x: torch.Tensor, params: SamplingParams,
         vals, idx = torch.topk(x, _TOP_P_CANDIDATES)  # [C] descending
         full = torch.exp(vals - torch.logsumexp(x, dim=-1))  # [C] full-vocab probabilities
         if float(full.sum()) >= params.top_p:
-            cum = torch.cumsum(full, dim=-1)
-            keep = (cum - full) < params.top_p
-            vals, idx = vals[keep], idx[keep]
-            return _draw(vals, idx, params, generator)
+            return _draw(*_nucleus(vals, idx, full, params.top_p), params, generator)
     if k < vocab or params.top_p < 1.0:
         # Only the candidate set needs sorting: top-k first keeps top-p cheap on big vocabs.
         vals, idx = torch.topk(x, k) if k < vocab else torch.sort(x, descending=True)  # [k]
         if params.top_p < 1.0:
-            probs = torch.softmax(vals, dim=-1)
-            # keep the smallest prefix whose mass reaches top_p (always at least one token)
-            cum = torch.cumsum(probs, dim=-1)
-            keep = (cum - probs) < params.top_p
-            vals, idx = vals[keep], idx[keep]
+            vals, idx = _nucleus(vals, idx, torch.softmax(vals, dim=-1), params.top_p)
     else:
         vals, idx = x, None
     return _draw(vals, idx, params, generator)
+
+
+def _nucleus(vals: torch.Tensor, idx: torch.Tensor, probs: torch.Tensor,
+             top_p: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The smallest prefix of descending candidates whose mass reaches ``top_p`` (at least one)."""
+    keep = (torch.cumsum(probs, dim=-1) - probs) < top_p
+    return vals[keep], idx[keep]
 
 
 def _draw(vals: torch.Tensor, idx: torch.Tensor | None, params: SamplingParams,
@@ -124,17 +110,11 @@ def _draw(vals: torch.Tensor, idx: torch.Tensor | None, params: SamplingParams,
     return choice if idx is None else int(idx[choice])
 
 
-_BIT = None
-
-
 def _masked_logits(logits: torch.Tensor, rows: Sequence[SamplingRow],
                    constrained: list[int]) -> dict[int, torch.Tensor]:
     """Each constrained row's logits with the tokens its constraint forbids set to ``-inf``
     (new tensors: the raw logits stay intact for logprobs). One bitmask fill per row, then
     one vectorized unpack for all of them."""
-    global _BIT
-    if _BIT is None:
-        _BIT = torch.arange(32, dtype=torch.int32)
     vocab = logits.shape[1]
     words = torch.zeros((len(constrained), mask_words(vocab)), dtype=torch.int32)
     limited = [j for j, i in enumerate(constrained)

@@ -15,6 +15,7 @@ them):
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -97,6 +98,18 @@ class ModelSource:
 
     def close(self) -> None:
         """Release file handles / memory maps. Idempotent."""
+
+
+def tensor_summary(tensors: Mapping[str, WeightTensor]) -> dict[str, Any]:
+    """The ``quantization`` (type -> ``count``, ``bytes``) and ``parameters`` entries of
+    :attr:`ModelSource.metadata`, which every loader reports the same way."""
+    quant: dict[str, dict[str, int]] = {}
+    for t in tensors.values():
+        entry = quant.setdefault(t.qtype, {"count": 0, "bytes": 0})
+        entry["count"] += 1
+        entry["bytes"] += t.nbytes
+    return {"quantization": quant,
+            "parameters": sum(int(math.prod(t.shape)) for t in tensors.values())}
 
 
 class WeightLoader(ABC):

@@ -10,15 +10,7 @@ import time
 
 import pytest
 from cache_redis import RedisServer
-from cache_server import (
-    SERVER_ARGS,
-    cache_env,
-    chat,
-    metrics,
-    sdk,
-    settled,
-    stop_cleanly,
-)
+from cache_server import SERVER_ARGS, cache_env, chat, metrics, sdk, settled, stop_cleanly
 
 from forge_kernel.testing.server import start_server
 

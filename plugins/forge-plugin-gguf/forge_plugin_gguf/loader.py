@@ -11,7 +11,13 @@ if TYPE_CHECKING:
     import torch
 
 from forge_kernel.errors import ModelFormatError
-from forge_kernel.interfaces.loader import ModelConfig, ModelSource, WeightLoader, WeightTensor
+from forge_kernel.interfaces.loader import (
+    ModelConfig,
+    ModelSource,
+    WeightLoader,
+    WeightTensor,
+    tensor_summary,
+)
 from forge_plugin_gguf.dequant import SUPPORTED_TYPES, dequantize
 from forge_plugin_gguf.reader import MAGIC, GGUFFile, read_gguf
 
@@ -175,19 +181,13 @@ def _opt_float(value: Any) -> float | None:
 
 def _metadata(gguf: GGUFFile, arch: str, tensors: dict[str, WeightTensor]) -> dict[str, Any]:
     meta = gguf.metadata
-    quant: dict[str, dict[str, int]] = {}
-    for t in tensors.values():
-        entry = quant.setdefault(t.qtype, {"count": 0, "bytes": 0})
-        entry["count"] += 1
-        entry["bytes"] += t.nbytes
     return {
         "name": meta.get("general.name"),
         "license": meta.get("general.license"),
         "architecture": arch,
         "chat_template": meta.get("tokenizer.chat_template"),
         "file_type": int(meta["general.file_type"]) if "general.file_type" in meta else None,
-        "quantization": quant,
-        "parameters": sum(int(np.prod(t.shape)) for t in tensors.values()),
+        **tensor_summary(tensors),
         "file_size": gguf.path.stat().st_size,
         "gguf_version": gguf.version,
     }

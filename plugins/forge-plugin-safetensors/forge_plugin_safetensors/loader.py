@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from forge_kernel.errors import ModelFormatError
-from forge_kernel.interfaces.loader import ModelSource, WeightLoader, WeightTensor
+from forge_kernel.interfaces.loader import ModelSource, WeightLoader, WeightTensor, tensor_summary
 from forge_plugin_safetensors.files import checkpoint_files, read_safetensors
 from forge_plugin_safetensors.hf_config import model_config, text_config
 from forge_plugin_safetensors.names import canonical_name, is_gemma_norm
@@ -128,19 +128,13 @@ def _probe_arch(path: Path, raw: dict[str, Any]) -> str:
 
 def _metadata(path: Path, raw: dict[str, Any], arch: str, tensors: dict[str, WeightTensor],
               tokenizer: Any, ignored: list[str], file_bytes: int) -> dict[str, Any]:
-    quant: dict[str, dict[str, int]] = {}
-    for t in tensors.values():
-        entry = quant.setdefault(t.qtype, {"count": 0, "bytes": 0})
-        entry["count"] += 1
-        entry["bytes"] += t.nbytes
     return {
         "name": raw.get("_name_or_path") or path.name,
         "license": None,
         "architecture": arch,
         "chat_template": getattr(tokenizer, "chat_template", None),
         "generation": _read_json(path / "generation_config.json"),
-        "quantization": quant,
-        "parameters": sum(int(np.prod(t.shape)) for t in tensors.values()),
+        **tensor_summary(tensors),
         "file_size": file_bytes,
         "ignored_tensors": ignored,
     }

@@ -39,6 +39,19 @@ def run_step(sched) -> dict[int, int]:
     return {c.seq.seq_id: c.num_tokens for c in out.chunks}
 
 
+def decode_until_preempted(sched, steps: int):
+    """Decode steps (every chunk computed, one token appended) until one preempts; returns
+    that step's output, or the last one."""
+    for _ in range(steps):
+        out = sched.schedule()
+        for c in out.chunks:
+            c.seq.num_computed_tokens += c.num_tokens
+            c.seq.token_ids.append(7)
+        if out.preempted:
+            break
+    return out
+
+
 def test_chunked_prefill_respects_budget_and_decodes_interleave():
     sched, _ = make(budget=10)
     sched.add(seq(1, 4))
@@ -68,13 +81,7 @@ def test_preemption_by_recompute_when_cache_is_full():
     sched.add(seq(1, 7, 0.0))
     sched.add(seq(2, 7, 1.0))
     run_step(sched)  # both prefilled: 14 of 16 tokens
-    for _ in range(3):
-        out = sched.schedule()
-        for c in out.chunks:
-            c.seq.num_computed_tokens += c.num_tokens
-            c.seq.token_ids.append(7)
-        if out.preempted:
-            break
+    out = decode_until_preempted(sched, 3)
     assert [s.seq_id for s in out.preempted] == [2]  # the latest arrival goes
     victim = out.preempted[0]
     assert victim.num_computed_tokens == 0 and victim.num_preemptions == 1
@@ -111,14 +118,7 @@ def test_preempted_sequence_returns_before_later_arrivals_and_not_in_same_step()
     sched.add(seq(2, 7, 1.0))
     run_step(sched)
     sched.add(seq(3, 2, 2.0))  # arrives after 2
-    out = None
-    for _ in range(4):
-        out = sched.schedule()
-        for c in out.chunks:
-            c.seq.num_computed_tokens += c.num_tokens
-            c.seq.token_ids.append(7)
-        if out.preempted:
-            break
+    out = decode_until_preempted(sched, 4)
     assert [s.seq_id for s in out.preempted] == [2]
     assert {c.seq.seq_id for c in out.chunks} == {1}  # no admission right after preempting
     sched.finish(1)

@@ -17,6 +17,7 @@ from forge_plugin_protocol.streaming import (
 )
 
 from forge_kernel.engine.types import InvalidRequest, Usage
+from forge_kernel.errors import EngineDead
 from forge_kernel.log import bind_request_id
 from forge_plugin_websocket import messages
 from forge_plugin_websocket.outbox import Outbox
@@ -102,8 +103,6 @@ class Generation:
 
 
 def _status(exc: Exception) -> int:
-    from forge_kernel.engine.async_engine import EngineDead  # imports torch: only on failure
-
     return 503 if isinstance(exc, EngineDead) else 500
 
 
