@@ -1,0 +1,1 @@
+"""EXL2 mixed bit-width quantization (``forge quantize --method exl2``) and its loader."""
