@@ -8,7 +8,11 @@ message names the first thing a user has to fix.
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import re
+import sys
+from pathlib import Path
 from typing import Any
 
 from forge_kernel.errors import ForgeError
@@ -75,6 +79,28 @@ def cuda_availability(index: int = 0, torch_module: Any = None) -> tuple[bool, s
         return False, (f"out of memory: cuda:{index} has {free >> 20} MiB free of "
                        f"{total >> 20} MiB (at least {MIN_FREE_BYTES >> 20} MiB needed)")
     return True, ""
+
+
+def cpu_only_torch_reason() -> str | None:
+    """The "CPU-only build" reason, found without importing torch (``forge plugins`` lists
+    availability and stays torch-free): torch's generated ``version.py`` says ``cuda = None``.
+    ``None`` when torch has CUDA, is imported already, or the file cannot be read; then the
+    full check (:func:`cuda_availability`) answers."""
+    if "torch" in sys.modules:
+        return None
+    try:
+        spec = importlib.util.find_spec("torch")
+        locations = list(spec.submodule_search_locations or []) if spec else []
+        text = (Path(locations[0]) / "version.py").read_text() if locations else ""
+    except (OSError, ImportError, ValueError):
+        return None
+    cuda = re.search(r"^cuda\s*(?::[^=]*)?=\s*(.+?)\s*$", text, re.MULTILINE)
+    version = re.search(r"^__version__\s*(?::[^=]*)?=\s*['\"](.+?)['\"]", text, re.MULTILINE)
+    if cuda is None or cuda.group(1) != "None":
+        return None
+    shown = version.group(1) if version else "?"
+    return (f"torch {shown} is a CPU-only build (no CUDA support); install a CUDA build of "
+            f"the same torch version")
 
 
 def _no_device_reason(detail: str) -> str:

@@ -29,6 +29,8 @@ class CudaBackend(TorchDeviceBackend):
     """
 
     name = "cuda"
+    preferred_kv_cache = "device-paged"
+    """Blocks and per-step block tables on the GPU (the builder's default for this backend)."""
 
     def __init__(self, threads: int | None = None, device: int | str | None = None,
                  dtype: str | torch.dtype | None = None) -> None:
@@ -45,8 +47,13 @@ class CudaBackend(TorchDeviceBackend):
         self.index = index
 
     @classmethod
-    def availability(cls) -> tuple[bool, str]:
-        return cuda_availability(int(settings.current().device))
+    def availability(cls, device: int | str | None = None) -> tuple[bool, str]:
+        """Whether ``device`` (default: the ``[cuda] device`` setting) is usable."""
+        try:
+            index = resolve_device_index(device)
+        except ValueError as exc:
+            return False, str(exc)
+        return cuda_availability(index)
 
     def describe(self) -> str:
         name = torch.cuda.get_device_name(self.index)

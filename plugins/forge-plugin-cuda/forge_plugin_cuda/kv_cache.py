@@ -150,7 +150,10 @@ class DevicePagedKVCache(PagedKVCache):
                logit_softcap: float | None = None) -> torch.Tensor:
         step = self._step
         if step is None or step.batch is not batch:
-            step = self._step = self._device_step(batch)
+            # As the paged cache: a missing begin_step() is an engine bug, not something to
+            # paper over (rebuilding here would skip its allocation and copy-on-write).
+            raise RuntimeError("device-paged KV cache: attend() for a batch begin_step() was "
+                               "not called with (the engine calls it once per step)")
         kl, vl = self.k[layer], self.v[layer]  # [NB + 1, BS, KV, D]
         heads, dim = self.spec.num_kv_heads, self.spec.head_dim
         kl.view(-1, heads, dim).index_copy_(0, step.slots, k.to(kl.dtype))

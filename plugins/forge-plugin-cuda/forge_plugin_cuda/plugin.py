@@ -13,22 +13,30 @@ from forge_kernel import hookimpl
 
 
 def _create_cuda_backend(threads: int | None = None, **options: Any) -> Any:
-    """Factory for ``registry.create("backend", "cuda", threads=..., device=N, dtype=...)``;
-    raises :class:`~forge_plugin_cuda.availability.BackendUnavailable` with the reason when
-    CUDA cannot be used here."""
+    """Factory for ``registry.create("backend", "cuda", threads=..., device=N, dtype=...)``
+    (the engine passes ``device`` from ``--device N`` / ``EngineConfig.device``, which wins
+    over ``[cuda] device``); raises
+    :class:`~forge_plugin_cuda.availability.BackendUnavailable` with the reason when CUDA
+    cannot be used here."""
     from forge_plugin_cuda.backend import CudaBackend
 
     return CudaBackend(threads=threads, **options)
 
 
-def _availability() -> tuple[bool, str]:
+def _availability(device: int | str | None = None) -> tuple[bool, str]:
+    from forge_plugin_cuda.availability import cpu_only_torch_reason
+
+    reason = cpu_only_torch_reason()  # torch-free: `forge plugins` lists this
+    if reason is not None:
+        return False, reason
     from forge_plugin_cuda.backend import CudaBackend
 
-    return CudaBackend.availability()
+    return CudaBackend.availability(device)
 
 
 # Readable without creating the backend (for listings that want to show it).
 _create_cuda_backend.availability = _availability
+
 
 
 def _create_device_paged(spec, config=None):

@@ -20,6 +20,8 @@ import torch
 import triton
 import triton.language as tl
 
+from forge_plugin_cuda.triton_common import check_paged, index_tensor, key_tile, load_rows
+
 
 @triton.jit
 def _decode_kernel(q_ptr, k_ptr, v_ptr, table_ptr, lens_ptr, out_ptr,
@@ -43,14 +45,9 @@ def _decode_kernel(q_ptr, k_ptr, v_ptr, table_ptr, lens_ptr, out_ptr,
     l_i = tl.zeros([BLOCK_G], tl.float32)
     acc = tl.zeros([BLOCK_G, BLOCK_D], tl.float32)
     for start in range(lo, n, BLOCK_N):
-        pos = start + tl.arange(0, BLOCK_N)
-        p_ok = pos < n
-        # int64: block * stride overflows int32 once a layer's cache passes 2^31 elements.
-        blk = tl.load(table_ptr + b * st_b + pos // BLOCK_SIZE, mask=p_ok, other=0).to(tl.int64)
-        row = pos % BLOCK_SIZE
-        kv_mask = p_ok[:, None] & d_ok[None, :]
-        k = tl.load(k_ptr + blk[:, None] * sk_n + row[:, None] * sk_s + kvh * sk_h + d[None, :],
-                    mask=kv_mask, other=0.0).to(tl.float32)  # [BLOCK_N, BLOCK_D]
+        pos, p_ok, blk, row, kv_mask, k = key_tile(table_ptr + b * st_b, k_ptr, start, n, kvh, d,
+                                                    d_ok, sk_n, sk_s, sk_h, BLOCK_N, BLOCK_SIZE)
+        k = k.to(tl.float32)  # [BLOCK_N, BLOCK_D]
         # Broadcast-and-reduce rather than tl.dot: one query row per head, no MMA tile to fill.
         s = tl.sum(q[:, None, :] * k[None, :, :], axis=2) * scale  # [BLOCK_G, BLOCK_N]
         if USE_SOFTCAP:
@@ -61,8 +58,7 @@ def _decode_kernel(q_ptr, k_ptr, v_ptr, table_ptr, lens_ptr, out_ptr,
         alpha = tl.exp(m_i - m_new)
         p = tl.exp(s - m_new[:, None])
         l_i = l_i * alpha + tl.sum(p, axis=1)
-        v = tl.load(v_ptr + blk[:, None] * sv_n + row[:, None] * sv_s + kvh * sv_h + d[None, :],
-                    mask=kv_mask, other=0.0).to(tl.float32)
+        v = load_rows(v_ptr, blk, row, kvh, d, kv_mask, sv_n, sv_s, sv_h).to(tl.float32)
         acc = acc * alpha[:, None] + tl.sum(p[:, :, None] * v[None, :, :], axis=1)
         m_i = m_new
     out = acc / l_i[:, None]
@@ -84,20 +80,12 @@ def paged_decode(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
     """
     batch, heads, dim = q.shape
     kv_heads = k_cache.shape[2]
-    if heads % kv_heads:
-        raise ValueError(f"paged_decode: {heads} query heads not a multiple of {kv_heads} kv heads")
-    if k_cache.stride(-1) != 1 or v_cache.stride(-1) != 1:
-        raise ValueError("paged_decode: k_cache/v_cache need a contiguous last dimension")
+    check_paged("paged_decode", q, k_cache, v_cache)
     q = q.contiguous()
     out = torch.empty_like(q)
     if batch == 0:
         return out
-    # Already-int32/int64 device metadata is used as is (no per-layer conversion kernels).
-    tables, lens = block_tables, seq_lens
-    if tables.dtype not in (torch.int32, torch.int64) or tables.stride(-1) != 1:
-        tables = tables.to(torch.int32).contiguous()
-    if lens.dtype not in (torch.int32, torch.int64) or lens.stride(0) != 1:
-        lens = lens.to(torch.int32).contiguous()
+    tables, lens = index_tensor(block_tables), index_tensor(seq_lens)
     groups = heads // kv_heads
     _decode_kernel[(batch, kv_heads)](
         q, k_cache, v_cache, tables, lens, out,

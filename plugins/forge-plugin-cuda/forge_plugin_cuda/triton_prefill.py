@@ -21,6 +21,8 @@ import torch
 import triton
 import triton.language as tl
 
+from forge_plugin_cuda.triton_common import check_paged, index_tensor, key_tile, load_rows
+
 
 @triton.jit
 def _prefill_kernel(q_ptr, k_ptr, v_ptr, out_ptr, table_ptr, tile_chunk_ptr, tile_q0_ptr,
@@ -51,13 +53,9 @@ def _prefill_kernel(q_ptr, k_ptr, v_ptr, out_ptr, table_ptr, tile_chunk_ptr, til
     l_i = tl.zeros([BLOCK_M], tl.float32)
     acc = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
     for kstart in range(lo, stop, BLOCK_N):
-        kpos = kstart + tl.arange(0, BLOCK_N)
-        k_ok = kpos < stop
-        blk = tl.load(table_ptr + c * st_c + kpos // BLOCK_SIZE, mask=k_ok, other=0).to(tl.int64)
-        krow = kpos % BLOCK_SIZE
-        kv_mask = k_ok[:, None] & d_ok[None, :]
-        k = tl.load(k_ptr + blk[:, None] * sk_n + krow[:, None] * sk_s + kvh * sk_h + d[None, :],
-                    mask=kv_mask, other=0.0)  # [BLOCK_N, BLOCK_D]
+        kpos, k_ok, blk, krow, kv_mask, k = key_tile(table_ptr + c * st_c, k_ptr, kstart, stop,
+                                                      kvh, d, d_ok, sk_n, sk_s, sk_h, BLOCK_N,
+                                                      BLOCK_SIZE)  # k: [BLOCK_N, BLOCK_D]
         s = tl.dot(q, tl.trans(k.to(q.dtype)), input_precision=PRECISION) * scale  # [M, N]
         if USE_SOFTCAP:
             s = softcap * (2.0 * tl.sigmoid(2.0 * s / softcap) - 1.0)  # c * tanh(s / c)
@@ -71,8 +69,7 @@ def _prefill_kernel(q_ptr, k_ptr, v_ptr, out_ptr, table_ptr, tile_chunk_ptr, til
         alpha = tl.exp(m_i - m_safe)
         p = tl.exp(s - m_safe[:, None])
         l_i = l_i * alpha + tl.sum(p, axis=1)
-        v = tl.load(v_ptr + blk[:, None] * sv_n + krow[:, None] * sv_s + kvh * sv_h + d[None, :],
-                    mask=kv_mask, other=0.0)
+        v = load_rows(v_ptr, blk, krow, kvh, d, kv_mask, sv_n, sv_s, sv_h)
         acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PRECISION)
         m_i = m_new
     out = acc / tl.where(l_i > 0, l_i, 1.0)[:, None]
@@ -141,19 +138,13 @@ def paged_prefill(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
     """
     total, heads, dim = q.shape
     kv_heads = k_cache.shape[2]
-    if heads % kv_heads:
-        raise ValueError(f"paged_prefill: {heads} query heads not a multiple of {kv_heads} "
-                         f"kv heads")
-    if k_cache.stride(-1) != 1 or v_cache.stride(-1) != 1:
-        raise ValueError("paged_prefill: k_cache/v_cache need a contiguous last dimension")
+    check_paged("paged_prefill", q, k_cache, v_cache)
     q = q.contiguous()
     out = torch.empty_like(q) if out is None else out
     if not meta.num_tiles:
         return out
     bn = block_n or default_tiles(dim)[1]
-    tables = block_tables
-    if tables.dtype not in (torch.int32, torch.int64) or tables.stride(-1) != 1:
-        tables = tables.to(torch.int32).contiguous()
+    tables = index_tensor(block_tables)
     _prefill_kernel[(meta.num_tiles, heads)](
         q, k_cache, v_cache, out, tables, meta.tile_chunk, meta.tile_q0,
         meta.q_begin, meta.q_len, meta.start,

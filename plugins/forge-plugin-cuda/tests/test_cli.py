@@ -39,10 +39,29 @@ def test_forge_cuda_reports_the_reason():
     assert "cuda: unavailable: " in done.stderr
 
 
-def test_forge_plugins_lists_the_backend_and_cache():
+def test_forge_plugins_lists_the_backend_and_cache_and_why_it_cannot_run():
     done = _forge("plugins")
     line = next(ln for ln in done.stdout.splitlines() if ln.startswith("cuda "))
-    assert "backend" in line and "kv_cache" in line and "loaded" in line
+    assert "backend" in line and "kv_cache" in line and "loaded (cuda: unavailable)" in line
+    assert done.returncode == 1
+    assert "backend 'cuda' (plugin 'cuda') is unavailable: torch" in done.stderr
+    assert "CPU-only build" in done.stderr
+
+
+def test_run_with_a_device_index_refuses_with_the_reason():
+    done = _forge("run", "--backend", "cuda", "--device", "1", "hello")
+    assert done.returncode == 1 and "backend 'cuda' is unavailable" in done.stderr
+    cpu = _forge("run", "--device", "1", "hello")  # the cpu backend has one device
+    assert cpu.returncode == 1 and "the cpu backend runs on the host CPU only" in cpu.stderr
+
+
+def test_availability_without_importing_torch():
+    code = ("import sys; from forge_plugin_cuda.plugin import _availability; "
+            "ok, why = _availability(); print(ok, 'torch' in sys.modules); print(why)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    first, reason = done.stdout.splitlines()[:2]
+    assert first == "False False" and "CPU-only build" in reason, done.stdout + done.stderr
 
 
 def test_device_check_script_reports_why_it_cannot_run(tmp_path):

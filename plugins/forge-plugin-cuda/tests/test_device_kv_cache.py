@@ -70,6 +70,22 @@ def test_one_step_metadata_is_reused_by_every_layer():
     torch.testing.assert_close(out0[3], kv[3].expand(2, 8))
 
 
+def test_attend_without_begin_step_is_refused_as_by_the_paged_cache():
+    spec = KVCacheSpec(num_layers=1, num_kv_heads=1, head_dim=8, dtype=torch.float32)
+    cache = DevicePagedKVCache(spec, KVCacheConfig(block_size=2, num_blocks=4))
+    cache.allocate(1, 2)
+    batch = ForwardBatch(torch.zeros(2, dtype=torch.long), torch.arange(2),
+                         [SequenceChunk(1, 0, 2)])
+    x = torch.randn(2, 1, 8)
+    with pytest.raises(RuntimeError, match="begin_step"):
+        cache.attend(0, x, x, x, batch, scale=1.0)
+    cache.begin_step(batch)
+    cache.attend(0, x, x, x, batch, scale=1.0)
+    other = ForwardBatch(batch.token_ids, batch.positions, batch.chunks)
+    with pytest.raises(RuntimeError, match="begin_step"):  # a plan is for its own batch only
+        cache.attend(0, x, x, x, other, scale=1.0)
+
+
 def test_bfloat16_cache_close_to_float32():
     gen = torch.Generator().manual_seed(0)
     outs = []
@@ -81,6 +97,7 @@ def test_bfloat16_cache_close_to_float32():
         cache.allocate(7, 5)
         batch = ForwardBatch(torch.zeros(5, dtype=torch.long), torch.arange(5),
                              [SequenceChunk(7, 0, 5)])
+        cache.begin_step(batch)
         outs.append(cache.attend(0, q.to(dtype), kv.to(dtype), kv.to(dtype), batch,
                                  scale=0.25).float())
     torch.testing.assert_close(outs[1], outs[0], rtol=3e-2, atol=3e-2)

@@ -9,29 +9,11 @@ os.environ["TRITON_INTERPRET"] = "1"
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from cuda_paged_cases import scattered_cache  # noqa: E402
 
 from forge_kernel.engine.attention import grouped_attention as reference  # noqa: E402
 
 triton_decode = pytest.importorskip("forge_plugin_cuda.triton_decode")
-
-
-def _paged(lens, block_size, kv_heads, dim, gen, dtype=torch.float32):
-    """Random caches with each sequence's blocks scattered at random physical indices, plus
-    the same keys/values contiguous per sequence for the reference."""
-    need = [-(-n // block_size) for n in lens]
-    num_blocks = sum(need) + 3  # spare blocks hold garbage that must never be read
-    k_cache = torch.randn(num_blocks, block_size, kv_heads, dim, generator=gen).to(dtype)
-    v_cache = torch.randn(num_blocks, block_size, kv_heads, dim, generator=gen).to(dtype)
-    perm = torch.randperm(num_blocks, generator=gen)
-    width = max(need) + 2
-    tables = torch.full((len(lens), width), 10**6, dtype=torch.int32)  # junk past the end
-    seqs, used = [], 0
-    for b, n in enumerate(lens):
-        blocks = perm[used:used + need[b]]
-        used += need[b]
-        tables[b, :need[b]] = blocks.to(torch.int32)
-        seqs.append((k_cache[blocks].flatten(0, 1)[:n], v_cache[blocks].flatten(0, 1)[:n]))
-    return k_cache, v_cache, tables, seqs
 
 
 CASES = [
@@ -48,7 +30,7 @@ CASES = [
 @pytest.mark.parametrize("block_size,lens,heads,kv_heads,dim,window,softcap", CASES)
 def test_decode_matches_reference(block_size, lens, heads, kv_heads, dim, window, softcap):
     gen = torch.Generator().manual_seed(block_size * 1000 + sum(lens))
-    k_cache, v_cache, tables, seqs = _paged(lens, block_size, kv_heads, dim, gen)
+    k_cache, v_cache, tables, seqs = scattered_cache(lens, block_size, kv_heads, dim, gen)
     q = torch.randn(len(lens), heads, dim, generator=gen)
     scale = dim ** -0.5
     got = triton_decode.paged_decode(q, k_cache, v_cache, tables, torch.tensor(lens),
@@ -63,7 +45,7 @@ def test_decode_matches_reference(block_size, lens, heads, kv_heads, dim, window
 def test_decode_bf16_cache():
     gen = torch.Generator().manual_seed(7)
     lens = [13, 4]
-    k_cache, v_cache, tables, seqs = _paged(lens, 4, 2, 16, gen, dtype=torch.bfloat16)
+    k_cache, v_cache, tables, seqs = scattered_cache(lens, 4, 2, 16, gen, dtype=torch.bfloat16)
     q = torch.randn(2, 4, 16, generator=gen).to(torch.bfloat16)
     got = triton_decode.paged_decode(q, k_cache, v_cache, tables, torch.tensor(lens),
                                      scale=0.25)

@@ -10,26 +10,11 @@ os.environ["TRITON_INTERPRET"] = "1"
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from cuda_paged_cases import scattered_cache  # noqa: E402
 
 from forge_kernel.engine.attention import grouped_attention as reference  # noqa: E402
 
 triton_prefill = pytest.importorskip("forge_plugin_cuda.triton_prefill")
-
-
-def _scatter(total_lens, block_size, kv_heads, dim, gen):
-    need = [-(-n // block_size) for n in total_lens]
-    num_blocks = sum(need) + 2
-    k_cache = torch.randn(num_blocks, block_size, kv_heads, dim, generator=gen)
-    v_cache = torch.randn(num_blocks, block_size, kv_heads, dim, generator=gen)
-    perm = torch.randperm(num_blocks, generator=gen)
-    tables = torch.full((len(total_lens), max(need) + 1), 10**6, dtype=torch.int32)
-    seqs, used = [], 0
-    for c, n in enumerate(total_lens):
-        blocks = perm[used:used + need[c]]
-        used += need[c]
-        tables[c, :need[c]] = blocks.to(torch.int32)
-        seqs.append((k_cache[blocks].flatten(0, 1)[:n], v_cache[blocks].flatten(0, 1)[:n]))
-    return k_cache, v_cache, tables, seqs
 
 
 CASES = [
@@ -47,7 +32,7 @@ def test_prefill_matches_reference(block_size, chunks, heads, kv_heads, dim, win
                                    bm, bn):
     gen = torch.Generator().manual_seed(block_size * 100 + len(chunks) + dim)
     totals = [s + n for s, n in chunks]
-    k_cache, v_cache, tables, seqs = _scatter(totals, block_size, kv_heads, dim, gen)
+    k_cache, v_cache, tables, seqs = scattered_cache(totals, block_size, kv_heads, dim, gen)
     q_lens = [n for _, n in chunks]
     begins = [sum(q_lens[:c]) for c in range(len(chunks))]
     q = torch.randn(sum(q_lens), heads, dim, generator=gen)
@@ -70,7 +55,7 @@ def test_tile_plan_covers_ragged_chunks():
 
 def test_prefill_leaves_rows_outside_chunks_alone():
     gen = torch.Generator().manual_seed(3)
-    k_cache, v_cache, tables, _ = _scatter([4], 4, 1, 16, gen)
+    k_cache, v_cache, tables, _ = scattered_cache([4], 4, 1, 16, gen)
     q = torch.randn(6, 2, 16, generator=gen)
     out = torch.full_like(q, 7.0)
     meta = triton_prefill.prefill_meta([2], [4], [0], 16, "cpu", block_m=4)

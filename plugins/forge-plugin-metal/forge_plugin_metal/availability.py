@@ -6,6 +6,15 @@ import platform
 from typing import Any
 
 
+def off_macos_reason() -> str | None:
+    """The reason MPS cannot exist here, found without importing torch (``forge plugins``
+    stays torch-free): this is not macOS. ``None`` on macOS (then ask torch)."""
+    system = platform.system()
+    if system == "Darwin":
+        return None
+    return f"Metal (MPS) exists only on macOS; this is {system}"
+
+
 def mps_availability(torch_module: Any = None) -> tuple[bool, str]:
     """``(True, "")`` when the MPS device is usable, else ``(False, reason)``: not macOS, a
     torch build without MPS, or no MPS device (macOS too old, no Metal GPU)."""

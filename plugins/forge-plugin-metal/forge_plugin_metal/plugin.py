@@ -15,9 +15,10 @@ def _create_metal_backend(threads: int | None = None, **options: Any) -> Any:
 
 
 def _availability() -> tuple[bool, str]:
-    from forge_plugin_metal.availability import mps_availability
+    from forge_plugin_metal.availability import mps_availability, off_macos_reason
 
-    return mps_availability()
+    reason = off_macos_reason()  # torch-free: `forge plugins` lists this
+    return (False, reason) if reason else mps_availability()
 
 
 _create_metal_backend.availability = _availability
