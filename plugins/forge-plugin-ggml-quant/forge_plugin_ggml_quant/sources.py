@@ -85,37 +85,39 @@ def open_source(path: Path) -> QuantSource:
 def _gguf_source(path: Path) -> QuantSource:
     import gguf
 
+    from forge_plugin_ggml_quant.gguf_read import read_gguf
+
     try:
-        reader = gguf.GGUFReader(path)
-    except Exception as exc:  # noqa: BLE001 - gguf-py raises bare ValueError/struct errors
+        kvs, infos = read_gguf(path)
+    except Exception as exc:  # noqa: BLE001 - struct/unicode/value errors of a bad file
         raise QuantizeError(f"{path}: unreadable GGUF ({type(exc).__name__}: {exc})") from None
     metadata = []
-    for key, fld in reader.fields.items():
+    arch = None
+    for key, value, vtype, sub in kvs:
+        if key == "general.architecture":
+            arch = value
         if key.startswith(SKIPPED_KEYS):
             continue
-        vtype = fld.types[0]
-        sub = fld.types[-1] if vtype == gguf.GGUFValueType.ARRAY else None
-        metadata.append(KeyValue(key, fld.contents(), vtype, sub))
-    arch_field = reader.fields.get("general.architecture")
-    if arch_field is None:
+        metadata.append(KeyValue(key, value, gguf.GGUFValueType(vtype),
+                                 gguf.GGUFValueType(sub) if sub is not None else None))
+    if arch is None:
         raise QuantizeError(f"{path}: GGUF without general.architecture")
     tensors = []
-    for t in reader.tensors:
-        shape = tuple(int(n) for n in reversed(t.shape.tolist()))
-        qtype = t.tensor_type.name
-        tensors.append(SourceTensor(t.name, shape, qtype, _gguf_decoder(t, shape)))
-    return QuantSource(path, "gguf", arch_field.contents(), metadata, tensors,
-                       path.stat().st_size)
+    for t in infos:
+        shape = tuple(int(n) for n in reversed(t.dims))
+        qtype = gguf.GGMLQuantizationType(t.ggml_type)
+        tensors.append(SourceTensor(t.name, shape, qtype.name, _gguf_decoder(t, qtype, shape)))
+    return QuantSource(path, "gguf", arch, metadata, tensors, path.stat().st_size)
 
 
-def _gguf_decoder(t, shape: tuple[int, ...]) -> Callable[[], np.ndarray]:
+def _gguf_decoder(t, qtype, shape: tuple[int, ...]) -> Callable[[], np.ndarray]:
     def load() -> np.ndarray:
         import gguf
 
         try:
-            values = gguf.quants.dequantize(t.data, t.tensor_type)
+            values = gguf.quants.dequantize(t.data, qtype)
         except NotImplementedError as exc:
-            raise QuantizeError(f"tensor {t.name!r}: cannot decode {t.tensor_type.name} "
+            raise QuantizeError(f"tensor {t.name!r}: cannot decode {qtype.name} "
                                 f"({exc})") from None
         return np.asarray(values, dtype=np.float32).reshape(-1, shape[-1])
 
