@@ -4,6 +4,9 @@
                                       [--prompt 512] [--gen 128] [--repeat 3] [--profile]
                                       [--no-peer]
 
+Each of the ``--repeat`` rounds runs forge's pp/tg and then ``llama-bench -r 1`` back to back, so
+a busy machine slows both alike; the table shows medians and the per-round ratios.
+
 Loads the model through forge (loader plugin if installed, else a gguf-py fallback), runs a
 512-token prefill and 128 greedy decode steps, and prints tokens/s, peak RSS, bytes of weights
 streamed per decoded token and the implied roofline at ``--bandwidth`` GB/s. When
@@ -85,14 +88,22 @@ class Timers:
 
 def instrument(model, timers: Timers) -> None:
     """Wrap the model's backend ops so each call's wall time lands in ``timers``."""
-    model.embed = timers.wrap(model.embed, "embedding")
+    model.tok_embed = timers.wrap(model.tok_embed, "embedding")
     model.lm_head = timers.wrap(model.lm_head, "lm_head")
     for layer in model.layers:
-        for attr, name in (("q", "qkv proj"), ("k", "qkv proj"), ("v", "qkv proj"),
-                           ("o", "o proj")):
-            setattr(layer, attr, timers.wrap(getattr(layer, attr), name))
-        for attr in ("gate", "up", "down"):
-            setattr(layer.mlp, attr, timers.wrap(getattr(layer.mlp, attr), f"mlp {attr}"))
+        # fused ops are wrapped inside their FusedProjection, so the fused path stays in use
+        if layer.qkv is not None:
+            layer.qkv.op = timers.wrap(layer.qkv.op, "qkv proj (fused)")
+        else:
+            for attr in ("q", "k", "v"):
+                setattr(layer, attr, timers.wrap(getattr(layer, attr), "qkv proj"))
+        layer.o = timers.wrap(layer.o, "o proj")
+        if layer.mlp.gate_up is not None:
+            layer.mlp.gate_up.op = timers.wrap(layer.mlp.gate_up.op, "mlp gate+up (fused)")
+        else:
+            for attr in ("gate", "up"):
+                setattr(layer.mlp, attr, timers.wrap(getattr(layer.mlp, attr), f"mlp {attr}"))
+        layer.mlp.down = timers.wrap(layer.mlp.down, "mlp down")
 
 
 def run(model, kv_cache_factory, prompt: int, gen: int, seed: int, on_decode=None):
@@ -129,7 +140,7 @@ def run(model, kv_cache_factory, prompt: int, gen: int, seed: int, on_decode=Non
     return t1 - t0, t3 - t2, kv
 
 
-def peer(model_path: Path, threads: int, prompt: int, gen: int, repeat: int) -> dict | None:
+def peer(model_path: Path, threads: int, prompt: int, gen: int, repeat: int = 1) -> dict | None:
     """Run llama-bench on the same file; its peak RSS is sampled from /proc while it runs."""
     if not PEER.exists():
         return None
@@ -183,7 +194,7 @@ def main(argv: list[str] | None = None) -> None:
     make_kv = lambda: host.registry.create(  # noqa: E731
         "kv_cache", "naive", spec, KVCacheConfig(memory_budget_bytes=64 << 20))
     run(model, make_kv, 16, 4, seed=0)  # warm-up: numba/oneDNN kernels, allocator
-    prefill, decode, decode_ctx = [], [], []
+    prefill, decode, decode_ctx, peers = [], [], [], []
     for r in range(args.repeat):
         # pp: a prompt of --prompt tokens; tg: --gen tokens from a 1-token context (what
         # llama-bench's tg measures); tg@ctx: the same after the --prompt-token prompt.
@@ -192,6 +203,13 @@ def main(argv: list[str] | None = None) -> None:
         prefill.append(args.prompt / p)
         decode.append(args.gen / d)
         decode_ctx.append(args.gen / d_ctx)
+        ref = None if args.no_peer else peer(args.model, args.threads, args.prompt, args.gen)
+        if ref:
+            peers.append(ref)
+            print(f"round {r + 1}: forge pp {prefill[-1]:.0f} tg {decode[-1]:.1f} | llama.cpp "
+                  f"pp {ref.get('pp', float('nan')):.0f} tg {ref.get('tg', float('nan')):.1f} "
+                  f"| ratio pp {prefill[-1] / ref['pp']:.2f} tg {decode[-1] / ref['tg']:.2f}",
+                  flush=True)
     rss_now, rss_peak = rss_mb()
     bpt = weight_bytes_per_token(model)
     roof = args.bandwidth * 1e9 / bpt
@@ -199,14 +217,14 @@ def main(argv: list[str] | None = None) -> None:
 
     print(f"model: {args.model.name} ({how}); backend: {backend.describe()}; load {load_s:.1f}s")
     print(f"weights streamed per decoded token: {bpt / 1e6:.1f} MB -> roofline "
-          f"{roof:.0f} tok/s at {args.bandwidth:.0f} GB/s")
+          f"{roof:.0f} tok/s at {args.bandwidth:.0f} GB/s; achieved "
+          f"{bpt * med(decode) / 1e9:.1f} GB/s at tg{args.gen}")
     pp, tg = f"pp{args.prompt}", f"tg{args.gen}"
     rows = [("forge", med(prefill), med(decode), rss_peak)]
-    if not args.no_peer:
-        ref = peer(args.model, args.threads, args.prompt, args.gen, args.repeat)
-        if ref:
-            rows.append(("llama.cpp", ref.get("pp", float("nan")), ref.get("tg", float("nan")),
-                         ref["rss_mb"]))
+    if peers:
+        rows.append(("llama.cpp", med([x.get("pp", float("nan")) for x in peers]),
+                     med([x.get("tg", float("nan")) for x in peers]),
+                     max(x["rss_mb"] for x in peers)))
     print(f"{'':10} {pp + ' tok/s':>14} {tg + ' tok/s':>13} {'peak RSS MB':>12}")
     for name, a, b, c in rows:
         print(f"{name:10} {a:14.1f} {b:13.1f} {c:12.0f}")

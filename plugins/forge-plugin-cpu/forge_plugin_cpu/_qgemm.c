@@ -67,13 +67,28 @@ static inline __m512 lanes_g16(const float *s) { /* s[j] for lanes 4j..4j+3 */
     return _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(_mm_loadu_ps(s)));
 }
 
-/* A tile of NN weight rows x TT tokens. Constant NN/TT/G16 let the compiler keep the NN*TT
+/* Weight forms: F_G32 int8 + float16 scale per 32 columns, F_G16 int8 + float32 per 16,
+   F_Q5 (Q5_0 kept at 5 bits): per 64-column step 40 bytes, 32 of nibbles (byte j: column j
+   low, column j + 32 high) and 8 of fifth bits (bit j: column j), level = value - 16, float16
+   scale per 32 columns. 44 instead of 68 bytes per 64 weights streamed. */
+enum { F_G32 = 0, F_G16 = 1, F_Q5 = 2 };
+
+static inline __m512i unpack_q5(const uint8_t *p) { /* 64 unsigned levels 0..31 */
+    __m256i v = _mm256_loadu_si256((const __m256i *)p);
+    __m512i both = _mm512_inserti64x4(_mm512_castsi256_si512(v), _mm256_srli_epi16(v, 4), 1);
+    uint64_t bits;
+    memcpy(&bits, p + 32, 8);
+    both = _mm512_and_si512(both, _mm512_set1_epi8(0x0F));
+    return _mm512_or_si512(both, _mm512_maskz_mov_epi8(bits, _mm512_set1_epi8(0x10)));
+}
+
+/* A tile of NN weight rows x TT tokens. Constant NN/TT/F let the compiler keep the NN*TT
    accumulators in registers; every pair runs the same instruction sequence in every variant. */
 static inline __attribute__((always_inline)) void tile(
-    const int NN, const int TT, const int G16, const int8_t *W, const void *S, int64_t K,
+    const int NN, const int TT, const int F, const int8_t *W, const void *S, int64_t K,
     const int8_t *XQ, const int32_t *XC, const float *XS, float *out, int64_t N, int64_t n0,
     int64_t t0) {
-    const int64_t G = G16 ? K / 16 : K / 32;
+    const int64_t G = F == F_G16 ? K / 16 : K / 32;
     const __m512i flip = _mm512_set1_epi8((char)0x80);
     __m512 acc[4][4];
     _Pragma("GCC unroll 4")
@@ -87,14 +102,18 @@ static inline __attribute__((always_inline)) void tile(
         for (int i = 0; i < NN; i++) {
             /* dpbusd multiplies unsigned by signed bytes: feed q + 128 and take 128 * sum(x)
                back below (exact in int32). */
-            w[i] = _mm512_xor_si512(_mm512_loadu_si512(W + (n0 + i) * K + k), flip);
-            sw[i] = G16 ? lanes_g16((const float *)S + (n0 + i) * G + k / 16)
-                        : lanes_g32((const uint16_t *)S + (n0 + i) * G + k / 32);
+            if (F == F_Q5)
+                w[i] = unpack_q5((const uint8_t *)W + (n0 + i) * (K / 64 * 40) + k / 64 * 40);
+            else
+                w[i] = _mm512_xor_si512(_mm512_loadu_si512(W + (n0 + i) * K + k), flip);
+            sw[i] = F == F_G16 ? lanes_g16((const float *)S + (n0 + i) * G + k / 16)
+                               : lanes_g32((const uint16_t *)S + (n0 + i) * G + k / 32);
         }
         _Pragma("GCC unroll 4")
         for (int j = 0; j < TT; j++) {
             __m512i x = _mm512_loadu_si512(XQ + (t0 + j) * K + k);
             __m512i corr = _mm512_loadu_si512(XC + (t0 + j) * (K / 4) + k / 4);
+            if (F == F_Q5) corr = _mm512_srai_epi32(corr, 3); /* -16 * sum(x): exact */
             __m512 sx = _mm512_loadu_ps(XS + (t0 + j) * (K / 4) + k / 4);
             _Pragma("GCC unroll 4")
             for (int i = 0; i < NN; i++) {
@@ -121,12 +140,14 @@ typedef void (*tile_fn)(const int8_t *, const void *, int64_t, const int8_t *, c
 #define TILES(G) TILES_T(1, G) TILES_T(2, G) TILES_T(3, G) TILES_T(4, G)
 TILES(0)
 TILES(1)
+TILES(2)
 #define ROW_T(NN, G) {tile_##NN##_1_##G, tile_##NN##_2_##G, tile_##NN##_3_##G, tile_##NN##_4_##G}
-static const tile_fn TILE_FNS[2][4][4] = {
+static const tile_fn TILE_FNS[3][4][4] = {
     {ROW_T(1, 0), ROW_T(2, 0), ROW_T(3, 0), ROW_T(4, 0)},
-    {ROW_T(1, 1), ROW_T(2, 1), ROW_T(3, 1), ROW_T(4, 1)}};
+    {ROW_T(1, 1), ROW_T(2, 1), ROW_T(3, 1), ROW_T(4, 1)},
+    {ROW_T(1, 2), ROW_T(2, 2), ROW_T(3, 2), ROW_T(4, 2)}};
 
-static void gemm(const int8_t *W, const void *S, int g16, int64_t N, int64_t K,
+static void gemm(const int8_t *W, const void *S, int form, int64_t N, int64_t K,
                  const int8_t *XQ, const int32_t *XC, const float *XS, int64_t T, float *out,
                  int threads) {
     int64_t items = (N + NB - 1) / NB;
@@ -140,14 +161,15 @@ static void gemm(const int8_t *W, const void *S, int g16, int64_t N, int64_t K,
             int tt = T - t0 < 4 ? (int)(T - t0) : 4;
             for (int64_t n0 = item * NB; n0 < n_end; n0 += maxnn) {
                 int nn = n_end - n0 < maxnn ? (int)(n_end - n0) : maxnn;
-                TILE_FNS[g16][nn - 1][tt - 1](W, S, K, XQ, XC, XS, out, N, n0, t0);
+                TILE_FNS[form][nn - 1][tt - 1](W, S, K, XQ, XC, XS, out, N, n0, t0);
             }
         }
     }
 }
 #endif /* __AVX512VNNI__ */
 
-/* linear(x, T, K, q, scale, shift, N, out, threads): out[T, N] = x[T, K] @ w.T (addresses). */
+/* linear(x, T, K, q, scale, form, N, out, threads): out[T, N] = x[T, K] @ w.T (addresses;
+   form 5: int8 + float16 per 32 columns, 4: int8 + float32 per 16, 50: Q5 packed). */
 static PyObject *py_linear(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 9) {
         PyErr_SetString(PyExc_TypeError, "linear() takes 9 arguments");
@@ -162,10 +184,13 @@ static PyObject *py_linear(PyObject *self, PyObject *const *args, Py_ssize_t nar
     const float *x = (const float *)(intptr_t)v[0];
     int64_t T = v[1], K = v[2], N = v[6];
     int shift = (int)v[5], threads = (int)v[8];
-    if (K % 64 || (shift != 4 && shift != 5) || T < 0 || N < 0 || threads < 1) {
-        PyErr_SetString(PyExc_ValueError, "linear(): K must be a multiple of 64, shift 4 or 5");
+    int form = shift == 5 ? F_G32 : shift == 4 ? F_G16 : shift == 50 ? F_Q5 : -1;
+    if (K % 64 || form < 0 || T < 0 || N < 0 || threads < 1) {
+        PyErr_SetString(PyExc_ValueError, "linear(): K must be a multiple of 64, form 4, 5 or 50");
         return NULL;
     }
+    /* below ~256K multiply-adds a parallel region costs more than it saves */
+    if (T * N * K < (1 << 18)) threads = 1;
     size_t need = (size_t)(T * K) * 3;
     Py_BEGIN_ALLOW_THREADS
     if (need > scratch_cap) {
@@ -181,7 +206,7 @@ static PyObject *py_linear(PyObject *self, PyObject *const *args, Py_ssize_t nar
 #pragma omp parallel for schedule(static) num_threads(threads) if (T > 8)
         for (int64_t t = 0; t < T; t++)
             quantize_row(x + t * K, K, xq + t * K, xc + t * (K / 4), xs + t * (K / 4));
-        gemm((const int8_t *)(intptr_t)v[3], (const void *)(intptr_t)v[4], shift == 4, N, K,
+        gemm((const int8_t *)(intptr_t)v[3], (const void *)(intptr_t)v[4], form, N, K,
              xq, xc, xs, T, (float *)(intptr_t)v[7], threads);
     }
     Py_END_ALLOW_THREADS

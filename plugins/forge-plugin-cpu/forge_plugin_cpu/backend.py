@@ -9,11 +9,13 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from forge_kernel.interfaces.backend import Backend
+from forge_plugin_cpu import ops_int8
 from forge_plugin_cpu.dequant import dequantize_fp32, dequantize_fp32_chunked
 from forge_plugin_cpu.memory import release_file_pages, trim_heap
 from forge_plugin_cpu.ops_fp32 import Fp32Embedding, Fp32Linear
-from forge_plugin_cpu.ops_int8 import VNNI, Int8Embedding, Int8Linear
-from forge_plugin_cpu.quantize import concat_rows, to_int8
+from forge_plugin_cpu.ops_int8 import Int8Embedding, Int8Linear
+from forge_plugin_cpu.packed import Q5Matrix, concat_q5, pack_q5
+from forge_plugin_cpu.quantize import Int8Matrix, concat_rows, to_int8
 from forge_plugin_cpu.threads import physical_cores
 
 if TYPE_CHECKING:
@@ -67,7 +69,7 @@ class CpuBackend(Backend):
                 f"for weight {weight.name!r}"
             )
         if self.precision == "int8":
-            return Int8Linear(self._matrix(weight), b, self.threads)
+            return Int8Linear(self._matrix(weight, packed=True), b, self.threads)
         return Fp32Linear(self._matrix(weight), b)
 
     def fused_linear(self, weights: list[WeightTensor],
@@ -83,8 +85,14 @@ class CpuBackend(Backend):
             _check_matrix(w, "linear")
         if len({w.shape[1] for w in weights}) != 1:
             return None
-        parts = [to_int8(w) for w in weights]
-        fused = concat_rows(parts)
+        parts = [self._convert(w, packed=True) for w in weights]
+        fused = None
+        if all(isinstance(p, Q5Matrix) for p in parts):
+            fused = concat_q5(parts)
+        if fused is None:  # mixed forms (a Q8_0 v among Q5_0 q/k): all int8
+            parts = [p if isinstance(p, Int8Matrix) else to_int8(w)
+                     for p, w in zip(parts, weights, strict=True)]
+            fused = concat_rows(parts)
         if fused is None:
             return None
         for w in weights:
@@ -101,7 +109,7 @@ class CpuBackend(Backend):
     def embedding(self, weight: WeightTensor) -> EmbeddingOp:
         _check_matrix(weight, "embedding")
         if self.precision == "int8":
-            return Int8Embedding(self._matrix(weight))
+            return Int8Embedding(self._matrix(weight))  # int8: rows are looked up directly
         return Fp32Embedding(self._matrix(weight))
 
     def dense(self, weight: WeightTensor) -> torch.Tensor:
@@ -109,25 +117,35 @@ class CpuBackend(Backend):
 
     def describe(self) -> str:
         if self.precision == "int8":
-            how = "AVX512-VNNI int8 x int8" if VNNI else "numba int8 x float32"
+            how = "AVX512-VNNI int8 x int8" if ops_int8.VNNI else "numba int8 x float32"
             kernels = f"int8 weights (32/16-column blocks), {how} for every row count"
         else:
             kernels = "float32 weights, F.linear"
         return f"cpu: {self.threads} threads, {kernels}"
 
-    def _matrix(self, weight: WeightTensor) -> Any:
-        """The prepared form of a matrix, shared by every op built from the same storage."""
+    def _matrix(self, weight: WeightTensor, packed: bool = False) -> Any:
+        """The prepared form of a matrix, shared by every op built from the same storage
+        (``packed``: a 5-bit form is acceptable, as for products but not embedding lookups)."""
         key = _storage_key(weight)
         found = self._prepared.get(key)
+        if found is not None and isinstance(found, Q5Matrix) and not packed:
+            found = None  # rare: a Q5_0 table used as embedding after a product
+            key = (*key, "int8")
+            found = self._prepared.get(key)
         if found is None:
-            if self.precision == "int8":
-                found = to_int8(weight)
-            else:
-                found = dequantize_fp32_chunked(weight)
+            found = self._convert(weight, packed)
             self._prepared[key] = found
             release_file_pages(weight.data)
             trim_heap()
         return found
+
+    def _convert(self, weight: WeightTensor, packed: bool) -> Any:
+        if self.precision != "int8":
+            return dequantize_fp32_chunked(weight)
+        m = to_int8(weight)
+        if packed and ops_int8.VNNI and weight.qtype == "Q5_0":
+            return pack_q5(m) or m
+        return m
 
 
 def _resolve_precision(precision: str | None) -> str:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from forge_plugin_cpu.packed import FORM_Q5, Q5Matrix
 from forge_plugin_cpu.quantize import Int8Matrix
 
 try:  # built at install time; absent when no compiler was available
@@ -27,25 +28,33 @@ VNNI = bool(_qgemm is not None and _qgemm.available())
 """True when the compiled AVX512-VNNI kernel runs on this CPU."""
 
 
-def kernel_for(matrix: Int8Matrix) -> str:
-    """``"vnni"`` or ``"numba"``: which kernel multiplies ``matrix``."""
+def kernel_for(matrix: Int8Matrix | Q5Matrix) -> str:
+    """``"vnni"`` or ``"numba"``: which kernel multiplies ``matrix`` (5-bit: always vnni)."""
+    if isinstance(matrix, Q5Matrix):
+        return "vnni"
     if VNNI and matrix.q.shape[1] % 64 == 0 and matrix.shift in (4, 5):
         return "vnni"
     return "numba"
 
 
 class Int8Linear:
-    """``y = x @ W.T + b`` with block-scaled int8 weights ``W [out, in]``."""
+    """``y = x @ W.T + b`` with block-scaled int8 (or 5-bit packed) weights ``W [out, in]``."""
 
     __slots__ = ("matrix", "bias", "in_features", "out_features", "threads", "kernel", "_fn",
                  "_q", "_scale", "_q_ptr", "_scale_ptr", "_shift")
 
-    def __init__(self, matrix: Int8Matrix, bias: torch.Tensor | None, threads: int = 1) -> None:
+    def __init__(self, matrix: Int8Matrix | Q5Matrix, bias: torch.Tensor | None,
+                 threads: int = 1) -> None:
         self.matrix = matrix
         self.bias = bias  # [out] float32 or None
-        self.out_features, self.in_features = matrix.q.shape
+        self.out_features, self.in_features = matrix.shape
         self.threads = int(threads)
         self.kernel = kernel_for(matrix)
+        if isinstance(matrix, Q5Matrix):
+            self._q = self._fn = self._scale = None
+            self._q_ptr, self._scale_ptr = matrix.packed.data_ptr(), matrix.scale.data_ptr()
+            self._shift = FORM_Q5
+            return
         # Everything the per-call path needs is made once: ~70 calls per decoded token.
         self._q = matrix.q.numpy()
         self._fn = self._scale = None
@@ -70,7 +79,10 @@ class Int8Linear:
         for size in sizes:
             end = begin + size
             bias = self.bias[begin:end] if self.bias is not None else None
-            view = Int8Matrix(m.q[begin:end], m.scale[begin:end], m.shift)
+            if isinstance(m, Q5Matrix):
+                view = m.rows(begin, end)
+            else:
+                view = Int8Matrix(m.q[begin:end], m.scale[begin:end], m.shift)
             ops.append(Int8Linear(view, bias, self.threads))
             begin = end
         return ops

@@ -44,6 +44,10 @@ class Int8Matrix:
     shift: int
 
     @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(self.q.shape)
+
+    @property
     def nbytes(self) -> int:
         """Bytes read when the whole matrix is streamed once."""
         return self.q.numel() + self.scale.numel() * self.scale.element_size()

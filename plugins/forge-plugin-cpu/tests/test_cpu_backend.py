@@ -104,7 +104,8 @@ def test_fused_linear_equals_separate_ops(int8_kernel):
     alone = [backend.linear(w, b)(x) for w, b in zip(weights, biases, strict=True)]
     assert torch.equal(fused(x), torch.cat(alone, dim=1))
     assert all(torch.equal(p(x), a) for p, a in zip(parts, alone, strict=True))
-    assert parts[0].matrix.q.data_ptr() == fused.matrix.q.data_ptr()  # views, no copy
+    data = [m.packed if hasattr(m, "packed") else m.q for m in (parts[0].matrix, fused.matrix)]
+    assert data[0].data_ptr() == data[1].data_ptr()  # views, no copy
     assert CpuBackend(threads=1, precision="exact").fused_linear(weights) is None
     mixed = [random_weight("Q5_0", (32, 128), seed=3), random_weight("Q6_K", (32, 256), seed=4)]
     assert backend.fused_linear(mixed) is None  # different widths
@@ -148,3 +149,28 @@ def test_int8_lm_head_deviation_on_real_embedding():
     err = (fast - exact).abs().max() / exact.abs().max()
     assert err < 1e-2, err
     assert torch.equal(fast.argmax(-1), exact.argmax(-1))
+
+
+def test_q5_0_stays_5_bit_and_matches_the_int8_form():
+    import forge_plugin_cpu.ops_int8 as ops
+    from forge_plugin_cpu.packed import Q5Matrix
+    from forge_plugin_cpu.quantize import to_int8
+
+    if not ops.VNNI:
+        pytest.skip("the 5-bit form needs the VNNI kernel")
+    weight = random_weight("Q5_0", (200, 256), seed=5)
+    backend = CpuBackend(threads=2, precision="int8")
+    op = backend.linear(weight)
+    assert isinstance(op.matrix, Q5Matrix) and op.matrix.nbytes == 200 * 256 * 44 // 64
+    assert torch.equal(op.matrix.to_dtype(torch.float32), weight.dequantize())  # lossless
+    x = torch.randn(9, 256, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(op(x), ops.Int8Linear(to_int8(weight), None, 2)(x))
+    assert torch.equal(op(x[4:5]), op(x)[4:5])
+    same = [random_weight("Q5_0", (64, 256), seed=s) for s in (1, 2)]
+    assert isinstance(backend.fused_linear(same).matrix, Q5Matrix)
+    mixed = [*same, random_weight("Q8_0", (32, 256), seed=3)]  # Gemma's Q8_0 attn_v layers
+    fused = backend.fused_linear(mixed)
+    assert not isinstance(fused.matrix, Q5Matrix)
+    assert torch.equal(fused(x), torch.cat([backend.linear(w)(x) for w in mixed], dim=1))
+    table = backend.embedding(weight)  # a product-first Q5_0 table still looks rows up exactly
+    assert torch.equal(table(torch.tensor([3, 7])), weight.dequantize()[[3, 7]])
