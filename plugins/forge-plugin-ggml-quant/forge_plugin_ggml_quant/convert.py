@@ -90,7 +90,7 @@ def quantize_file(
     output.parent.mkdir(parents=True, exist_ok=True)
     temp = output.parent / f".{output.name}.{uuid.uuid4().hex[:8]}.partial"
     try:
-        _write(src, plan, ftype.file_type, temp, imatrix, progress)
+        _write(src, plan, ftype.file_type, temp, imatrix, progress, imatrix_name)
         os.replace(temp, output)
     except OSError as exc:
         raise QuantizeError(f"writing {output} failed: {exc.strerror or exc}; nothing was "
@@ -106,7 +106,8 @@ def quantize_file(
         tensor_types={t.name: q for t, q in plan})
 
 
-def _write(src: QuantSource, plan, file_type_id: int, temp: Path, imatrix, progress) -> None:
+def _write(src: QuantSource, plan, file_type_id: int, temp: Path, imatrix, progress,
+           imatrix_name: str | None = None) -> None:
     import gguf
 
     writer = gguf.GGUFWriter(temp, src.arch)
@@ -115,6 +116,9 @@ def _write(src: QuantSource, plan, file_type_id: int, temp: Path, imatrix, progr
             writer.add_key_value(kv.key, kv.value, kv.vtype, kv.sub_type)
         writer.add_quantization_version(QUANTIZATION_VERSION)
         writer.add_file_type(file_type_id)
+        if imatrix:  # the keys llama-quantize writes, so tools see the file was imatrix-made
+            writer.add_string("quantize.imatrix.file", imatrix_name or "<mapping>")
+            writer.add_int32("quantize.imatrix.entries_count", len(imatrix))
         for t, qtype in plan:
             writer.add_tensor_info(t.name, t.shape, np.dtype(np.float32), _nbytes(t, qtype),
                                    raw_dtype=gguf.GGMLQuantizationType[qtype])

@@ -18,8 +18,9 @@ import numpy as np
 from forge_plugin_ggml_quant.formats import QuantizeError
 
 SKIPPED_KEYS = ("GGUF.", "general.architecture", "general.file_type",
-                "general.quantization_version")
-"""Keys the writer sets itself (header fields, architecture) or we replace (file type)."""
+                "general.quantization_version", "quantize.imatrix.")
+"""Keys the writer sets itself (header fields, architecture) or we replace (file type, the
+importance matrix a re-quantized file was made with)."""
 
 
 @dataclass(slots=True)

@@ -38,6 +38,9 @@ def test_calibrated_quantize_is_stored_with_lineage(hf_dir, tmp_path):
                  "--name", "tiny-q4")
     assert run.returncode == 0, run.stderr
     assert "bits/weight" in run.stdout and "stored as 'tiny-q4'" in run.stdout
+    import gguf
+
+    assert gguf.GGUFReader(out).fields["quantize.imatrix.entries_count"].contents() == 14
     stats = load_imatrix(imatrix)
     assert stats["blk.0.attn_q.weight"].shape == (256,)
     down = stats["blk.1.ffn_down.weight"]
