@@ -98,7 +98,7 @@ def _prompt_ids(tokenizer, messages: list[dict[str, str]], raw: bool) -> list[in
 @click.option("--num-speculative-tokens", type=click.IntRange(min=1), default=None,
               help="Most draft tokens per step (5).")
 def run_command(model, prompt, max_tokens, temperature, top_p, top_k, seed, raw, verbose,
-                backend, device, kv_cache, threads, speculative, num_speculative_tokens) -> None:
+                **engine_flags) -> None:
     """Generate text with MODEL (default: the configuration's model, else the embedded Gemma
     3 270M). Engine settings come from the configuration (file, FORGE_* variables) like
     `forge serve`'s; the flags here override them.
@@ -117,9 +117,7 @@ def run_command(model, prompt, max_tokens, temperature, top_p, top_k, seed, raw,
         model, prompt = None, model
     if prompt is None and not sys.stdin.isatty():
         prompt = sys.stdin.read()
-    config = load_config({"model": model, "backend": backend, "device": device,
-                          "kv_cache": kv_cache, "threads": threads, "speculative": speculative,
-                          "num_speculative_tokens": num_speculative_tokens})
+    config = load_config({"model": model, **engine_flags})  # flags named like config keys
 
     try:
         from forge_kernel.engine.builder import build_engine
