@@ -59,7 +59,13 @@ def build(out: Path, args) -> dict[str, Path]:
     from forge_plugin_exl2.qparams import UNIFORM_4BIT
     from forge_plugin_exl2.quantizer import convert_model
 
+    from forge_plugin_exl2.qparams import CANDIDATES
+
     source = Path(assemble())
+    # --fast: 6 of the 9 layouts (those around 3.2-6 bpw) measured on 32 output columns per
+    # layer, for a machine where the full measurement takes an hour
+    fast = dict(candidates=tuple(CANDIDATES[1:6]) + (CANDIDATES[7],), measure_columns=32) \
+        if args.fast else {}
     variants = {"exl2": out / f"exl2-{args.bpw:g}", "rtn4": out / "rtn4-g128"}
     if args.gptq4:
         variants["gptq4"] = out / "gptq4-g128"
@@ -70,7 +76,7 @@ def build(out: Path, args) -> dict[str, Path]:
         started = time.perf_counter()
         if name == "exl2":
             summary = convert_model(source, path, bpw=args.bpw, calibration=args.calibration,
-                                    max_windows=args.windows, hessian_cache=out,
+                                    max_windows=args.windows, hessian_cache=out, **fast,
                                     on_step=lambda s: print("  ", s, flush=True))
         else:
             summary = convert_model(source, path, uniform=UNIFORM_4BIT, gptq=name == "gptq4",
@@ -112,6 +118,7 @@ def main() -> None:
     parser.add_argument("--windows", type=int, default=16, help="max calibration windows")
     parser.add_argument("--ctx", type=int, default=512)
     parser.add_argument("--gptq4", action="store_true")
+    parser.add_argument("--fast", action="store_true", help="cheaper measurement (see build)")
     parser.add_argument("--serve", action="store_true")
     parser.add_argument("--skip-ppl", nargs="*", default=[], help="variants not to evaluate")
     args = parser.parse_args()

@@ -68,7 +68,8 @@ def check_shapes(source: ModelSource, names: list[str]) -> dict[str, tuple[int, 
 
 def measure(source: ModelSource, hessians: dict[str, torch.Tensor], names: list[str],
             shapes: dict[str, tuple[int, int]], candidates: tuple[QParams, ...] = CANDIDATES,
-            step: Callable[[str], None] | None = None) -> list[LayerOptions]:
+            step: Callable[[str], None] | None = None,
+            columns: int = MEASURE_COLUMNS) -> list[LayerOptions]:
     """Every layer quantized at every candidate (GPTQ), its relative error recorded."""
     rng = np.random.default_rng(0)
     out, preps = [], {}
@@ -79,8 +80,8 @@ def measure(source: ModelSource, hessians: dict[str, torch.Tensor], names: list[
             preps = {key: gptq.prepare_hessian(h)}
         prep = preps[key]
         w = source.tensor(name).dequantize().to(torch.float32)
-        if w.shape[0] > MEASURE_COLUMNS:
-            cols = np.sort(rng.choice(w.shape[0], MEASURE_COLUMNS, replace=False))
+        if w.shape[0] > columns:
+            cols = np.sort(rng.choice(w.shape[0], columns, replace=False))
             w = w[torch.from_numpy(cols)]
         out_f, in_f = shapes[name]
         errors = []
@@ -131,14 +132,15 @@ def uniform_plan(source: ModelSource, text: str | None, params: QParams, ctx: in
 def plan(source: ModelSource, text: str, bpw: float, ctx: int = 512, max_windows: int = 16,
          step: Callable[[str], None] | None = None,
          candidates: tuple[QParams, ...] = CANDIDATES, threads: int | None = None,
-         cache: Path | None = None) -> tuple[Plan, dict[str, torch.Tensor], int]:
+         cache: Path | None = None, columns: int = MEASURE_COLUMNS
+         ) -> tuple[Plan, dict[str, torch.Tensor], int]:
     """Calibrate and choose; returns the plan, the Hessians and the calibration token count."""
     names = linear_names(source)
     shapes = check_shapes(source, names)
     windows = calibration_windows(source.tokenizer, text, ctx, max_windows)
     hessians = hessians_for(source, windows, cache, threads,
                             progress=(lambda d, t: step(f"calibration {d}/{t}")) if step else None)
-    options = measure(source, hessians, names, shapes, candidates, step)
+    options = measure(source, hessians, names, shapes, candidates, step, columns)
     chosen = allocate(options, bpw)
     p = Plan(names, shapes, options,
              {lo.name: candidates[c] for lo, c in zip(options, chosen, strict=True)}, candidates)

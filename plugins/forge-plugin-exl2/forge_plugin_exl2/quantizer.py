@@ -131,7 +131,9 @@ def convert_model(source: ModelSource | Path | str, output: Path, bpw: float | N
                   uniform: QParams | None = None, gptq: bool = True,
                   on_step: Callable[[str], None] | None = None,
                   max_windows: int = 16, ctx: int = 512,
-                  hessian_cache: Path | None = None) -> Exl2Summary:
+                  hessian_cache: Path | None = None,
+                  candidates: tuple[QParams, ...] | None = None,
+                  measure_columns: int | None = None) -> Exl2Summary:
     """The whole conversion. ``uniform`` skips measurement and puts every layer at that
     layout (``gptq=False``: round to nearest, no activation order) — the baselines the
     benchmark compares against."""
@@ -164,7 +166,10 @@ def convert_model(source: ModelSource | Path | str, output: Path, bpw: float | N
         if uniform is None:
             plan, hessians, tokens = convert.plan(src, text, bpw, ctx=ctx,
                                                   max_windows=max_windows, step=step,
-                                                  cache=hessian_cache)
+                                                  cache=hessian_cache,
+                                                  candidates=candidates or convert.CANDIDATES,
+                                                  columns=measure_columns
+                                                  or convert.MEASURE_COLUMNS)
         else:
             plan, hessians, tokens = convert.uniform_plan(src, text if gptq else None, uniform,
                                                           ctx=ctx, max_windows=max_windows,
