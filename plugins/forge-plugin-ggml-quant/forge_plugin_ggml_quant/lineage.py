@@ -44,7 +44,13 @@ def summarize(quantizer: Any, source: Path, written: Path, seconds: float) -> di
     if ggml is not None:
         parameters, types = ggml.parameters, dict(ggml.types)
     else:
-        parameters, types = _parameters(written), {}
+        from forge_kernel.errors import ForgeError
+
+        try:  # weights of the source: the output's format may have no loader installed
+            parameters = _parameters(source)
+        except ForgeError:
+            parameters = _parameters(written)
+        types = {}
     before, after = _size(source), _size(written)
     bpw = 8.0 * after / max(1, parameters)
     mix = ", ".join(f"{k}: {v}" for k, v in sorted(types.items()))
