@@ -82,7 +82,10 @@ def main() -> None:
     for _ in range(args.repeat):
         for name, ids in prompts.items():
             for label, engine in engines.items():
-                runs.setdefault((label, name), []).append(run(engine, ids, args.gen))
+                r = run(engine, ids, args.gen)
+                runs.setdefault((label, name), []).append(r)
+                print(f"  {name} {label}: {r['decode_tok_s']:.1f} tok/s, "
+                      f"{r['tokens_per_step']:.2f} tokens/step", flush=True)
     results = {label: {name: max(runs[(label, name)], key=lambda x: x["decode_tok_s"])
                        for name in prompts} for label in engines}
     ref = results["off"]

@@ -268,10 +268,14 @@ class PagedKVCache(KVCache):
             table = torch.tensor(blocks, dtype=torch.long)
             pos = torch.arange(chunk.start_pos, stop)
             slots.append(table[pos // bs] * bs + pos % bs)
-            if chunk.num_tokens == 1 and self._numba:
-                rows.append(begin)
-                tables.append(blocks)
-                lens.append(stop)
+            if self._numba and (chunk.num_tokens == 1 or chunk.num_logits == chunk.num_tokens):
+                # Decode rows; a speculative chunk (logits at every token) too, one row per
+                # token at its own length, so each verified token gets bit for bit the
+                # attention a plain decode step gives it (greedy stays identical).
+                for j in range(chunk.num_tokens):
+                    rows.append(begin + j)
+                    tables.append(blocks)
+                    lens.append(chunk.start_pos + j + 1)
             else:
                 prefills.append((begin, end, chunk.start_pos, stop, table))
             state.written = max(state.written, stop)

@@ -239,3 +239,34 @@ def test_unwritten_slots_are_never_read():
     d.values[4] = [v[:cached].clone() for v in d.values[1]]
     d.step([(4, 3), (3, 1)], atol=2e-5)
     d.step([(4, 1)], atol=2e-5, sliding_window=3)
+
+
+@pytest.mark.parametrize("window", [None, 5])
+def test_speculative_chunk_attends_like_decode_steps_bit_for_bit(window):
+    """A chunk with logits at every token (a decode row plus its speculative drafts) runs each
+    token through the decode kernel at its own length: exactly what one decode step per token
+    computes, so greedy verification matches plain decoding bit for bit."""
+    from forge_kernel.interfaces.batch import ForwardBatch, SequenceChunk
+
+    gen = torch.Generator().manual_seed(3)
+    T, H = 12, 4
+    q, k, v = (torch.randn(T, n, 8, generator=gen) for n in (H, 2, 2))
+
+    def run(pieces):
+        cache, outs, start = make(num_blocks=8), [], 0
+        for n, logits in pieces:
+            cache.allocate(1, start + n)
+            batch = ForwardBatch(torch.zeros(n, dtype=torch.long), torch.arange(start, start + n),
+                                 [SequenceChunk(1, start, n, True, num_logits=logits)])
+            cache.begin_step(batch)
+            outs.append(cache.attend(0, q[start:start + n], k[start:start + n],
+                                     v[start:start + n], batch, scale=0.3,
+                                     sliding_window=window))
+            start += n
+        return torch.cat(outs)
+
+    decode = run([(7, 1)] + [(1, 1)] * 5)
+    spec = run([(7, 1), (5, 5)])
+    prefill = run([(7, 1), (5, 1)])  # an ordinary chunk takes the prefill path
+    assert torch.equal(spec, decode)
+    torch.testing.assert_close(prefill, decode, rtol=1e-5, atol=1e-5)

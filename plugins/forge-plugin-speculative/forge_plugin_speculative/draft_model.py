@@ -108,7 +108,7 @@ class DraftModelProposer:
                 if is_greedy(row.params):
                     draft.append(int(torch.argmax(x)))
                 else:
-                    q = target_probs(x, row.params)
+                    q = target_probs(x.cpu(), row.params)  # the generator is a CPU one
                     draft.append(int(torch.multinomial(q, 1, generator=row.generator)))
                     dists.append(q)
                 if len(draft) < k:

@@ -92,6 +92,7 @@ def verify_row(logits: torch.Tensor, draft: Sequence[int], q: torch.Tensor | Non
         while a < len(draft) and draft[a] == best[a]:
             a += 1
         return [*draft[:a], best[a]], a
+    logits = logits.float().cpu()  # as the sampler: generators and penalties live on the CPU
     tokens: list[int] = []
     for i in range(len(draft) + 1):
         x = logits[i]
