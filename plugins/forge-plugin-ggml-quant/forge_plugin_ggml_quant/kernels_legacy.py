@@ -31,12 +31,16 @@ def q8_0(x, out, halves):
         amax = 0.0
         for i in range(32):
             amax = max(amax, abs(x[b, i]))
-        d = f16_round(amax / 127.0)
-        halves[b, 0] = d
-        inv = 1.0 / d if d > 0.0 else 0.0
+        # The reference rounding, in float32 as ggml computes it: levels from the unrounded
+        # scale, ties away from zero, the f16 scale stored. Levels from the stored f16 scale
+        # (lower MSE) measured no better in perplexity; this way our Q8_0 equals the reference.
+        d = np.float32(amax) / np.float32(127.0)
+        halves[b, 0] = f16_round(d)
+        inv = np.float32(1.0) / d if d > 0.0 else np.float32(0.0)
         for i in range(32):
-            q = round_clamp(x[b, i] * inv, -127.0, 127.0)
-            out[b, 2 + i] = np.uint8(np.int32(q) & 0xFF)
+            v = np.float32(x[b, i]) * inv
+            q = np.floor(abs(v) + 0.5)
+            out[b, 2 + i] = np.uint8(np.int32(q if v >= 0 else -q) & 0xFF)
 
 
 @njit(cache=True, inline="always")
