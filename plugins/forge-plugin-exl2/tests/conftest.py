@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from forge_plugin_exl2.quantizer import CALIBRATION
 
 CALIB_WINDOWS = 4

@@ -5,11 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from forge_plugin_exl2 import gptq
 from forge_plugin_exl2.optimize import LayerOptions, allocate
-from forge_plugin_exl2.pack import Exl2FormatError, pack_bits, pack_linear, unpack_bits, \
-    unpack_linear
+from forge_plugin_exl2.pack import (
+    Exl2FormatError,
+    pack_bits,
+    pack_linear,
+    unpack_bits,
+    unpack_linear,
+)
 from forge_plugin_exl2.qparams import CANDIDATES, QParams, qp
 
 

@@ -16,12 +16,12 @@ import json
 import pytest
 import torch
 from conftest import held_out_ids
+from forge_plugin_exl2.convert import LINEARS
+from forge_plugin_exl2.quantizer import Exl2Error, Exl2Quantizer, convert_model
 
 from forge_kernel.modeling import build_causal_lm, open_model_source
 from forge_kernel.plugins import get_host
 from forge_kernel.testing.conformance.model_architecture import naive_cache_factory, prefill
-from forge_plugin_exl2.convert import LINEARS
-from forge_plugin_exl2.quantizer import Exl2Error, Exl2Quantizer, convert_model
 
 
 @pytest.fixture(scope="module")
