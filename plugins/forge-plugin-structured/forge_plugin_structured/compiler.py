@@ -19,7 +19,6 @@ from forge_plugin_structured.limits import cap_strings, token_classes
 from forge_plugin_structured.matcher import CompiledGrammar, Limits
 from forge_plugin_structured.vocab import ll_tokenizer
 
-
 _DIGIT_CAPPED = ("json_object", "json_schema", "grammar")
 """Kinds whose output may hold JSON numbers (grammars may embed ``%json``); a regex or a
 choice says exactly what it allows."""
