@@ -91,8 +91,8 @@ def main() -> None:
     ref = results["off"]
     print(f"single stream, greedy, {args.gen} new tokens, best of {args.repeat}; "
           f"prompt tokens: " + ", ".join(f"{n} {len(p)}" for n, p in prompts.items()))
-    print(f"| task | speculation | decode tok/s | speed-up | tokens/step | acceptance | "
-          f"same tokens |")
+    print("| task | speculation | decode tok/s | speed-up | tokens/step | acceptance | "
+          "same tokens |")
     print("|---|---|---:|---:|---:|---:|---|")
     for label, per_task in results.items():
         for name, r in per_task.items():

@@ -31,6 +31,7 @@ from forge_plugin_speculative.draft_model import DraftModelProposer
 from forge_plugin_speculative.ngram import NgramProposer
 from forge_plugin_speculative.verify import row_logprobs, verify_row
 
+
 class Speculator:
     """Drafts with ``proposer`` (n-gram or draft model), at most ``num_speculative_tokens``
     tokens per row and step."""
