@@ -33,6 +33,9 @@ class BlockFormat:
     """Byte offsets of the float16 fields the kernel returns in ``halves``."""
     weighted: bool = True
     """Whether the kernel takes importance weights (its scale is searched)."""
+    plain: Callable | None = None
+    """``plain(x, out, halves)``: the kernel used when no importance matrix is given, if the
+    format has one (Q5_1: ggml's reference rounding measured better than the search)."""
 
     @property
     def bits_per_weight(self) -> float:
@@ -50,7 +53,7 @@ def _formats() -> dict[str, BlockFormat]:
         BlockFormat("Q8_0", 32, 34, lg.q8_0, (0,), weighted=False),
         BlockFormat("Q4_0", 32, 18, lg.q4_0, (0,)),
         BlockFormat("Q5_0", 32, 22, lg.q5_0, (0,)),
-        BlockFormat("Q5_1", 32, 24, lg.q5_1, (0, 2)),
+        BlockFormat("Q5_1", 32, 24, lg.q5_1, (0, 2), plain=lg.q5_1_plain),
         BlockFormat("Q4_K", 256, 144, k.q4_k, (0, 2)),
         BlockFormat("Q5_K", 256, 176, k.q5_k, (0, 2)),
         BlockFormat("Q6_K", 256, 210, k.q6_k, (208,)),
@@ -122,7 +125,9 @@ def quantize_rows(x: np.ndarray, qtype: str,
         blocks = part.reshape(-1, fmt.block)
         dest = out[start * blocks_per_row:(start + part.shape[0]) * blocks_per_row]
         halves = np.zeros((blocks.shape[0], len(fmt.half_offsets)), np.float32)
-        if fmt.weighted:
+        if fmt.plain is not None and column_importance is None:
+            fmt.plain(blocks, dest, halves)
+        elif fmt.weighted:
             w = default_weights(part, column_importance).reshape(-1, fmt.block)
             fmt.kernel(blocks, w, dest, halves)
         else:

@@ -98,3 +98,26 @@ def q5_1(x, w, out, halves):
             levels[i] = np.int32(round_clamp((x[b, i] - m) / d, 0.0, 31.0)) if d > 0.0 else 0
         _pack_high_bits(levels, out, b, 4)
         _pack_nibbles(levels, out, b, 8)
+
+
+@njit(parallel=True, cache=True)
+def q5_1_plain(x, out, halves):
+    """Q5_1 without an importance matrix: ggml's reference rounding (float32 min/max scale,
+    levels ``int((x - min) / d + 0.5)``). The weighted search had 0.6x the MSE yet measured
+    +1.25% perplexity in Q5_K_M on Gemma 3 270M (1.9% above this), so as in llama.cpp the
+    search is used only with an importance matrix."""
+    for b in prange(x.shape[0]):
+        lo = np.float32(x[b, 0])
+        hi = np.float32(x[b, 0])
+        for i in range(32):
+            lo = min(lo, np.float32(x[b, i]))
+            hi = max(hi, np.float32(x[b, i]))
+        d = (hi - lo) / np.float32(31.0)
+        inv = np.float32(1.0) / d if d != 0.0 else np.float32(0.0)
+        halves[b, 0] = f16_round(d)
+        halves[b, 1] = f16_round(lo)
+        levels = np.empty(32, np.int32)
+        for i in range(32):
+            levels[i] = min(31, np.int32((np.float32(x[b, i]) - lo) * inv + np.float32(0.5)))
+        _pack_high_bits(levels, out, b, 4)
+        _pack_nibbles(levels, out, b, 8)
