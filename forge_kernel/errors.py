@@ -29,6 +29,10 @@ class ConfigError(ForgeError):
     """A configuration value is invalid; the message names the key and the expected type."""
 
 
+class QuantizerOptionError(ForgeError, ValueError):
+    """A quantizer option that the quantizer does not support, or a value it cannot use."""
+
+
 class ModelFormatError(ForgeError):
     """A model file is unreadable: truncated, wrong magic, unsupported tensor type, ...
 

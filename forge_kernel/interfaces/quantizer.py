@@ -10,7 +10,8 @@ calls the quantizer registered as ``NAME`` (``forge_register_quantizers``)::
   default (a bit-width-driven quantizer such as EXL2 may take ``bpw`` instead).
 * ``progress(done, total)``: called after each tensor; ``done == total`` at the end.
 * ``options``: only the names in :data:`OPTIONS`, and only those the quantizer lists in
-  :attr:`Quantizer.options`; anything else is refused with a :class:`QuantizerOptionError`
+  :attr:`Quantizer.options`; anything else is refused with a
+  :class:`~forge_kernel.errors.QuantizerOptionError`
   that names the option and what the quantizer accepts (call :meth:`Quantizer.check_options`
   first thing in ``quantize``). An option left at ``None`` counts as not given.
 
@@ -25,7 +26,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from forge_kernel.errors import ForgeError
+from forge_kernel.errors import QuantizerOptionError
 
 if TYPE_CHECKING:
     from forge_kernel.interfaces.loader import ModelSource
@@ -37,10 +38,6 @@ OPTIONS: dict[str, str] = {
     "calibration": "path of a UTF-8 calibration text the quantizer runs the model on",
 }
 """Every option name the contract defines, with its meaning."""
-
-
-class QuantizerOptionError(ForgeError, ValueError):
-    """An option the quantizer does not support, or a value it cannot use."""
 
 
 class Quantizer(ABC):

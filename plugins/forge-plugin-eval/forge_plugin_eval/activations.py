@@ -24,7 +24,7 @@ import torch
 
 from forge_plugin_eval.errors import EvalError
 from forge_plugin_eval.model import load_model
-from forge_plugin_eval.perplexity import make_windows, read_text
+from forge_plugin_eval.score import make_windows, read_text
 from forge_plugin_eval.windows import run_windows
 
 _LINEARS = (("q", "attn_q"), ("k", "attn_k"), ("v", "attn_v"), ("o", "attn_output"))

@@ -33,7 +33,7 @@ def perplexity_command(model: str, file: Path, ctx: int, batch: int | None,
 
     from tqdm import tqdm
 
-    from forge_plugin_eval.perplexity import perplexity, read_text
+    from forge_plugin_eval.score import perplexity, read_text
 
     read_text(file)  # a bad file fails before the model loads
     bar = tqdm(total=None, unit="window", desc="perplexity")
