@@ -69,7 +69,7 @@ def check_shapes(source: ModelSource, names: list[str]) -> dict[str, tuple[int, 
 def measure(source: ModelSource, hessians: dict[str, torch.Tensor], names: list[str],
             shapes: dict[str, tuple[int, int]], candidates: tuple[QParams, ...] = CANDIDATES,
             step: Callable[[str], None] | None = None,
-            columns: int = MEASURE_COLUMNS) -> list[LayerOptions]:
+            columns: int = MEASURE_COLUMNS, relative: bool = True) -> list[LayerOptions]:
     """Every layer quantized at every candidate (GPTQ), its relative error recorded."""
     rng = np.random.default_rng(0)
     out, preps = [], {}
@@ -87,7 +87,8 @@ def measure(source: ModelSource, hessians: dict[str, torch.Tensor], names: list[
         errors = []
         for params in candidates:
             err, energy = gptq.hessian_error(w, gptq.quantize(w, prep, params), prep)
-            errors.append(err / max(energy, 1e-30))  # (energy: cheap next to the GPTQ run)
+            # relative: share of the output energy; absolute: summed squared output error
+            errors.append(err / max(energy, 1e-30) if relative else err)
         out.append(LayerOptions(name, out_f * in_f,
                                 [c.total_bits(in_f, out_f) for c in candidates], errors))
         if step:
@@ -132,7 +133,7 @@ def uniform_plan(source: ModelSource, text: str | None, params: QParams, ctx: in
 def plan(source: ModelSource, text: str, bpw: float, ctx: int = 512, max_windows: int = 16,
          step: Callable[[str], None] | None = None,
          candidates: tuple[QParams, ...] = CANDIDATES, threads: int | None = None,
-         cache: Path | None = None, columns: int = MEASURE_COLUMNS
+         cache: Path | None = None, columns: int = MEASURE_COLUMNS, relative: bool = True
          ) -> tuple[Plan, dict[str, torch.Tensor], int]:
     """Calibrate and choose; returns the plan, the Hessians and the calibration token count."""
     names = linear_names(source)
@@ -140,7 +141,7 @@ def plan(source: ModelSource, text: str, bpw: float, ctx: int = 512, max_windows
     windows = calibration_windows(source.tokenizer, text, ctx, max_windows)
     hessians = hessians_for(source, windows, cache, threads,
                             progress=(lambda d, t: step(f"calibration {d}/{t}")) if step else None)
-    options = measure(source, hessians, names, shapes, candidates, step, columns)
+    options = measure(source, hessians, names, shapes, candidates, step, columns, relative)
     chosen = allocate(options, bpw)
     p = Plan(names, shapes, options,
              {lo.name: candidates[c] for lo, c in zip(options, chosen, strict=True)}, candidates)

@@ -133,7 +133,8 @@ def convert_model(source: ModelSource | Path | str, output: Path, bpw: float | N
                   max_windows: int = 16, ctx: int = 512,
                   hessian_cache: Path | None = None,
                   candidates: tuple[QParams, ...] | None = None,
-                  measure_columns: int | None = None) -> Exl2Summary:
+                  measure_columns: int | None = None,
+                  relative_error: bool = True) -> Exl2Summary:
     """The whole conversion. ``uniform`` skips measurement and puts every layer at that
     layout (``gptq=False``: round to nearest, no activation order) — the baselines the
     benchmark compares against."""
@@ -169,7 +170,8 @@ def convert_model(source: ModelSource | Path | str, output: Path, bpw: float | N
                                                   cache=hessian_cache,
                                                   candidates=candidates or convert.CANDIDATES,
                                                   columns=measure_columns
-                                                  or convert.MEASURE_COLUMNS)
+                                                  or convert.MEASURE_COLUMNS,
+                                                  relative=relative_error)
         else:
             plan, hessians, tokens = convert.uniform_plan(src, text if gptq else None, uniform,
                                                           ctx=ctx, max_windows=max_windows,
