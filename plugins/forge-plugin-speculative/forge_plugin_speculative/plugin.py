@@ -8,10 +8,12 @@ inside every step, without hook dispatch.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from forge_kernel.errors import ConfigError
-from forge_plugin_speculative.speculator import Speculator
+
+if TYPE_CHECKING:  # torch: imported when a speculator is built, not when plugins are discovered
+    from forge_plugin_speculative.speculator import Speculator
 
 METHODS = "ngram, or draft:MODEL (a model with the same tokenizer)"
 
@@ -20,6 +22,8 @@ def build_speculator(config: Any, *, model: Any, tokenizer: Any, backend: Any,
                      kv_cache: Any) -> Speculator:
     """The :class:`Speculator` for ``config.speculative`` (``"ngram"`` or ``"draft:MODEL"``)
     with up to ``config.num_speculative_tokens`` drafts per row and step."""
+    from forge_plugin_speculative.speculator import Speculator
+
     method = str(config.speculative).strip()
     k = config.num_speculative_tokens
     if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= 64:
