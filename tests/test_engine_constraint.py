@@ -68,7 +68,7 @@ class Compiled(CompiledConstraint):
     def __init__(self, tokens):
         self.tokens = tokens
 
-    def new_constraint(self):
+    def new_constraint(self, max_tokens=None):
         return Sequence_(list(self.tokens))
 
 

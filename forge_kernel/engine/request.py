@@ -202,7 +202,7 @@ def make_request(request_id: str, prompt_ids: list[int], params: SamplingParams,
                               ignore_eos=params.ignore_eos, max_tokens=max_tokens)
         state = SeqState(index, seq, checker, make_generator(params.seed, index))
         if params.constraint is not None:  # compiled by the engine's validate()
-            state.constraint = params.constraint.compiled.new_constraint()
+            state.constraint = params.constraint.compiled.new_constraint(max_tokens=max_tokens)
         seqs.append(state)
     return Request(request_id, list(prompt_ids), params, seqs)
 

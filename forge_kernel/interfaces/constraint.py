@@ -70,8 +70,9 @@ class CompiledConstraint(ABC):
     """A compiled spec, shared by every choice of a request (and cached across requests)."""
 
     @abstractmethod
-    def new_constraint(self) -> Constraint:
-        """A fresh matcher at the start state."""
+    def new_constraint(self, max_tokens: int | None = None) -> Constraint:
+        """A fresh matcher at the start state; ``max_tokens`` (the choice's token budget, if
+        any) lets it steer towards closing the output before the budget runs out."""
 
 
 class ConstraintCompiler(ABC):
