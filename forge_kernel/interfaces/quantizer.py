@@ -65,6 +65,11 @@ class Quantizer(ABC):
                     f"{accepted})")
         return given
 
+    def report(self) -> str | None:
+        """Lines about the last :meth:`quantize` run that ``forge quantize`` prints after its
+        own summary (e.g. the bits per weight of the quantized layers alone); ``None``: none."""
+        return None
+
     @abstractmethod
     def quantize(
         self,

@@ -108,6 +108,8 @@ class Exl2Quantizer(Quantizer):
     name = "exl2"
     types = ("EXL2",)
     options = frozenset({"bpw", "calibration"})
+    last_summary = None
+    """The summary of the last :meth:`quantize` run."""
 
     def quantize(self, source: ModelSource | Path, output: Path, qtype: str | None = None,
                  progress: Callable[[int, int], None] | None = None, **options: Any) -> Path:
@@ -123,6 +125,10 @@ class Exl2Quantizer(Quantizer):
                                 calibration=given.get("calibration"), progress=progress)
         self.last_summary = summary
         return summary.output
+
+    def report(self) -> str | None:
+        """The last run's layer bpw, layout mix and calibration size."""
+        return self.last_summary.describe() if self.last_summary is not None else None
 
 
 def convert_model(source: ModelSource | Path | str, output: Path, bpw: float | None = None,

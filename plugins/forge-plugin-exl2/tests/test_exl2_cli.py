@@ -23,6 +23,7 @@ def test_forge_quantize_method_exl2(tiny_dirs, tmp_path):
                      str(out), "--no-store"], tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "bits/weight" in result.stdout
+    assert " bpw (target 5.0)" in result.stdout  # the quantizer's own report: layer bpw
     source = open_model_source(out)
     assert source.format == "exl2"
     assert sum(t.qtype == "EXL2" for t in source.tensors.values()) == 21

@@ -84,6 +84,8 @@ def quantize_command(source: str | None, method: str, qtype: str | None, bpw: fl
     seconds = time.perf_counter() - started
     summary = summarize(quantizer, path, written, seconds)
     click.echo(summary["text"])
+    if (report := quantizer.report()) is not None:  # its own figures (EXL2: the layers' bpw)
+        click.echo(report)
     if not no_store:
         record = register_output(name or written.stem.removesuffix(".gguf"), path, written,
                                  method, summary, imatrix=imatrix, calibration=calibration)
