@@ -8,8 +8,8 @@ import asyncio
 import dataclasses
 
 import pytest
+from engine_helpers import concurrent, tokens
 
-from forge_kernel.engine.async_engine import AsyncEngine
 from forge_kernel.engine.builder import build_engine
 from forge_kernel.engine.config import EngineConfig
 from forge_kernel.engine.types import SamplingParams
@@ -32,27 +32,9 @@ def gemma():
                                      max_prefill_tokens=128))
 
 
-def tokens(engine, prompt, params=GREEDY) -> list[int]:
-    return [t for d in engine.generate(prompt, params) for t in d.token_ids]
-
-
-async def concurrent(engine, prompts, params_list):
-    aeng = AsyncEngine(engine)
-    aeng.start()
-
-    async def one(i):
-        return [t async for d in aeng.generate(f"r{i}", prompts[i], params_list[i])
-                for t in d.token_ids]
-
-    try:
-        return await asyncio.gather(*(one(i) for i in range(len(prompts))))
-    finally:
-        await aeng.shutdown()
-
-
 def test_gemma_16_concurrent_greedy_batch_invariance(gemma):
     prompts = [gemma.tokenizer.encode(p) for p in PROMPTS * 2]
-    alone = [tokens(gemma, p) for p in prompts[:8]]
+    alone = [tokens(gemma, p, GREEDY) for p in prompts[:8]]
     together = asyncio.run(concurrent(gemma, prompts, [GREEDY] * 16))
     assert together[:8] == alone and together[8:] == alone
     assert gemma.kv_cache.usage() == 0.0

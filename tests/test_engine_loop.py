@@ -27,9 +27,9 @@ from forge_kernel.engine.types import InvalidRequest, SamplingParams
 from forge_kernel.interfaces.kv_cache import KVCacheConfig
 from forge_kernel.interfaces.loader import ModelConfig, ModelSource, WeightTensor
 from forge_kernel.interfaces.scheduler import SchedulerConfig
-from forge_kernel.interfaces.tokenizer import IncrementalDetokenizer, Tokenizer
 from forge_kernel.modeling import build_causal_lm
 from forge_kernel.plugins import get_host
+from forge_kernel.testing.tokenizer import PieceTokenizer
 
 VOCAB, EOS = 300, 2
 registry = get_host().registry
@@ -43,36 +43,6 @@ _RENAMES = {"self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k",
             "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up", "mlp.down_proj": "ffn_down"}
 
 
-class PieceDetok(IncrementalDetokenizer):
-    def add(self, token_id: int) -> str:
-        return f"<{token_id}>"
-
-    def flush(self) -> str:
-        return ""
-
-
-class PieceTokenizer(Tokenizer):
-    """Id ``i`` is the text ``<i>``; 1 is BOS, 2 is EOS."""
-
-    vocab_size, bos_id, eos_ids, add_bos, chat_template = VOCAB, 1, frozenset({EOS}), True, None
-
-    def encode(self, text, add_special_tokens=True):
-        return [1] + [int(p) for p in text.replace(">", " ").replace("<", " ").split()]
-
-    def decode(self, ids, skip_special_tokens=True):
-        return "".join(f"<{i}>" for i in ids)
-
-    def id_to_piece(self, token_id):
-        return f"<{token_id}>"
-
-    def is_special(self, token_id):
-        return token_id in (1, 2)
-
-    def detokenizer(self, prompt_ids=()):
-        return PieceDetok()
-
-    def apply_chat_template(self, messages, add_generation_prompt=True, **kwargs):
-        return "".join(m["content"] for m in messages)
 
 
 def _source(hf) -> ModelSource:

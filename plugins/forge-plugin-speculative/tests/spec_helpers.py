@@ -11,9 +11,9 @@ import pytest
 from forge_kernel.engine.engine import LLMEngine
 from forge_kernel.interfaces.kv_cache import KVCacheConfig
 from forge_kernel.interfaces.scheduler import SchedulerConfig
-from forge_kernel.interfaces.tokenizer import IncrementalDetokenizer, Tokenizer
 from forge_kernel.modeling import build_causal_lm
 from forge_kernel.plugins import get_host
+from forge_kernel.testing.tokenizer import PieceTokenizer
 
 pytest.importorskip("transformers")
 testing = pytest.importorskip("forge_plugin_models.testing")
@@ -25,36 +25,6 @@ for kind, name in (("backend", "cpu"), ("scheduler", "continuous"), ("kv_cache",
 VOCAB, EOS = testing.VOCAB, 2
 
 
-class PieceDetok(IncrementalDetokenizer):
-    def add(self, token_id: int) -> str:
-        return f"<{token_id}>"
-
-    def flush(self) -> str:
-        return ""
-
-
-class PieceTokenizer(Tokenizer):
-    """Id ``i`` is ``<i>``; 1 is BOS, 2 is EOS."""
-
-    vocab_size, bos_id, eos_ids, add_bos, chat_template = VOCAB, 1, frozenset({EOS}), True, None
-
-    def encode(self, text, add_special_tokens=True):
-        return [1] + [int(p) for p in text.replace(">", " ").replace("<", " ").split()]
-
-    def decode(self, ids, skip_special_tokens=True):
-        return "".join(f"<{i}>" for i in ids)
-
-    def id_to_piece(self, token_id):
-        return f"<{token_id}>"
-
-    def is_special(self, token_id):
-        return token_id in (1, 2)
-
-    def detokenizer(self, prompt_ids=()):
-        return PieceDetok()
-
-    def apply_chat_template(self, messages, add_generation_prompt=True, **kwargs):
-        return "".join(m["content"] for m in messages)
 
 
 _MODELS: dict = {}
