@@ -75,6 +75,15 @@ class WeightTensor:
         """Bytes the stored form occupies."""
         return int(self.data.nbytes)
 
+    def storage_key(self) -> tuple:
+        """Identity of the stored bytes, so that a backend gives a tied embedding and LM head
+        (one tensor, or two views of one array) a single prepared copy."""
+        try:
+            address = self.data.__array_interface__["data"][0]
+        except (AttributeError, KeyError, TypeError):
+            address = id(self.data)
+        return (self.name, self.qtype, tuple(self.shape), address)
+
 
 @dataclass(slots=True)
 class ModelSource:

@@ -126,7 +126,7 @@ class CpuBackend(Backend):
     def _matrix(self, weight: WeightTensor, packed: bool = False) -> Any:
         """The prepared form of a matrix, shared by every op built from the same storage
         (``packed``: a 5-bit form is acceptable, as for products but not embedding lookups)."""
-        key = _storage_key(weight)
+        key = weight.storage_key()
         found = self._prepared.get(key)
         if found is not None and isinstance(found, Q5Matrix) and not packed:
             found = None  # rare: a Q5_0 table used as embedding after a product
@@ -161,15 +161,6 @@ def _resolve_precision(precision: str | None) -> str:
             f"cpu backend: precision must be one of {sorted(_ALIASES)}, got {precision!r}"
         )
     return _ALIASES[precision]
-
-
-def _storage_key(weight: WeightTensor) -> tuple[Any, ...]:
-    data = weight.data
-    try:
-        address = data.__array_interface__["data"][0]
-    except (AttributeError, KeyError, TypeError):
-        address = id(data)
-    return (weight.name, weight.qtype, tuple(weight.shape), address)
 
 
 def _check_matrix(weight: WeightTensor, what: str) -> None:

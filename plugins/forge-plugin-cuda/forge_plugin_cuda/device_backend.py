@@ -17,7 +17,7 @@ import torch
 from forge_kernel.interfaces.backend import Backend
 from forge_plugin_cuda.availability import BackendUnavailable
 from forge_plugin_cuda.ops import DeviceEmbedding, DeviceLinear
-from forge_plugin_cuda.weights import parse_dtype, storage_key, to_device_dense, to_device_matrix
+from forge_plugin_cuda.weights import parse_dtype, to_device_dense, to_device_matrix
 
 if TYPE_CHECKING:
     from forge_kernel.interfaces.backend import EmbeddingOp, LinearOp
@@ -81,7 +81,7 @@ class TorchDeviceBackend(Backend):
                 f"GGUF dequantized at load), torch GEMMs")
 
     def _matrix(self, weight: WeightTensor) -> torch.Tensor:
-        key = storage_key(weight)
+        key = weight.storage_key()
         found = self._prepared.get(key)
         if found is None:
             found = self._guard(lambda: to_device_matrix(weight, self._dtype, self.device),

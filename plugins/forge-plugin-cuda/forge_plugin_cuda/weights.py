@@ -89,17 +89,6 @@ def to_device_dense(weight: WeightTensor, device: str | torch.device) -> torch.T
     return _float32(weight).contiguous().to(device)
 
 
-def storage_key(weight: WeightTensor) -> tuple:
-    """Identity of a weight's stored bytes, so a tied embedding and LM head (one
-    ``WeightTensor`` or two views of one array) share one device copy."""
-    data = weight.data
-    try:
-        address = data.__array_interface__["data"][0]
-    except (AttributeError, KeyError, TypeError):
-        address = id(data)
-    return (weight.name, weight.qtype, tuple(weight.shape), address)
-
-
 def _numel(shape: tuple[int, ...]) -> int:
     n = 1
     for s in shape:
