@@ -28,7 +28,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from forge_plugin_exl2.kernels import gptq_group, grid_errors
 from forge_plugin_exl2.qparams import QParams
 
 DAMP = 0.01
@@ -100,6 +99,8 @@ def _scales(x: np.ndarray, bits: int) -> tuple[np.ndarray, np.float16, np.ndarra
     qs = np.clip(np.rint(np.sqrt(base / top) * 16), 1, 16).astype(np.int16)
     smax = (top * P_GRID).astype(np.float16)
     scales = decode_scale(qs[None, :], smax[:, None])
+    from forge_plugin_exl2.kernels import grid_errors  # numba: only when quantizing
+
     errs = grid_errors(np.ascontiguousarray(x.T), scales, P_GRID, qzero, float(maxq))
     best = int(np.argmin(errs))
     return qs, smax[best], scales[best]
@@ -114,6 +115,8 @@ def quantize(weight: torch.Tensor, prep: PreparedHessian, params: QParams,
              gptq: bool = True) -> QuantizedLinear:
     """Quantize ``weight`` ``[out, in]`` with ``params``; ``gptq=False`` rounds to nearest
     (same groups, scales and order, no error feedback)."""
+    from forge_plugin_exl2.kernels import gptq_group  # numba: only when quantizing
+
     w = weight.to(torch.float32).T[prep.perm].contiguous().numpy()  # [rows, columns], permuted
     rows, columns = w.shape
     groups = params.groups(rows)
