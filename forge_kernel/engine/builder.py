@@ -148,8 +148,8 @@ def _build(config: EngineConfig | None) -> LLMEngine:
     path = resolve_model_path(config.model)
     backend = _create_backend(config)
     # No cache named: the backend's own choice (device caches for GPU backends), else paged.
-    config = dataclasses.replace(config, kv_cache=config.kv_cache or getattr(
-        backend, "preferred_kv_cache", None) or DEFAULT_KV_CACHE)
+    config = dataclasses.replace(
+        config, kv_cache=config.kv_cache or backend.preferred_kv_cache or DEFAULT_KV_CACHE)
     source = open_model_source(path, config.loader)
     model = build_causal_lm(source, backend)
     spec = model.kv_cache_spec()
