@@ -111,8 +111,9 @@ class LLMEngine:
                 f"the prompt has {len(prompt_ids)} tokens but the KV cache holds only {fit}; "
                 f"shorten the {prompt_param} or start the server with more KV blocks",
                 param=prompt_param, code="context_length_exceeded")
+        namespace = self.adapters.index(params.adapter) + 1 if params.adapter else 0
         req = make_request(request_id, list(prompt_ids), params, self.tokenizer, fit,
-                           lambda: next(self._seq_ids))
+                           lambda: next(self._seq_ids), cache_namespace=namespace)
         self._requests[request_id] = req
         for state in req.seqs:
             self._by_seq[state.seq.seq_id] = (req, state)
@@ -222,10 +223,7 @@ class LLMEngine:
         for chunk in chunks:
             seq = chunk.seq
             seq.num_computed_tokens += chunk.num_tokens
-            # Prefix-cache blocks are keyed by tokens only: with adapters loaded, KV for the
-            # same tokens differs per adapter, so nothing is published (no false hits).
-            if not self.adapters:
-                self.kv_cache.commit(seq.seq_id, seq.token_ids, seq.num_computed_tokens)
+            self.kv_cache.commit(seq.seq_id, seq.prefix_keys, seq.num_computed_tokens)
         self._stats.num_steps += 1
         return logits
 

@@ -188,15 +188,17 @@ def validate(prompt_ids: list[int], params: SamplingParams, *, vocab_size: int,
 
 
 def make_request(request_id: str, prompt_ids: list[int], params: SamplingParams,
-                 tokenizer: Tokenizer, max_model_len: int, next_seq_id) -> Request:
-    """Build the request's ``n`` sequences (assumes :func:`validate` passed)."""
+                 tokenizer: Tokenizer, max_model_len: int, next_seq_id,
+                 cache_namespace: int = 0) -> Request:
+    """Build the request's ``n`` sequences (assumes :func:`validate` passed);
+    ``cache_namespace``: see :attr:`Sequence.cache_namespace`."""
     budget = max_model_len - len(prompt_ids)
     max_tokens = budget if params.max_tokens is None else min(params.max_tokens, budget)
     seqs = []
     for index in range(params.n):
         seq = Sequence(seq_id=next_seq_id(), token_ids=list(prompt_ids),
                        num_prompt_tokens=len(prompt_ids), max_tokens=max_tokens,
-                       arrival_time=time.monotonic())
+                       arrival_time=time.monotonic(), cache_namespace=cache_namespace)
         checker = StopChecker(tokenizer.detokenizer(prompt_ids), stop=params.stop,
                               stop_token_ids=params.stop_token_ids, eos_ids=tokenizer.eos_ids,
                               ignore_eos=params.ignore_eos, max_tokens=max_tokens)

@@ -108,12 +108,15 @@ class KVCache(ABC):
 
     def match_prefix(self, seq_id: int, token_ids: Sequence[int]) -> int:
         """Attach cached blocks matching a prefix of ``token_ids`` to a new ``seq_id``; return
-        how many tokens need no recomputation (0 when prefix caching is off or nothing matches)."""
+        how many tokens need no recomputation (0 when prefix caching is off or nothing matches).
+        ``token_ids`` are the sequence's :attr:`~forge_kernel.interfaces.scheduler.Sequence.
+        prefix_keys` (they carry its LoRA adapter): hash and compare them as given."""
         return 0
 
     def commit(self, seq_id: int, token_ids: Sequence[int], num_computed: int) -> None:
-        """Tell the cache the first ``num_computed`` of ``token_ids`` now have KV stored, so full
-        blocks can be published for prefix caching. Caches without prefix caching ignore it."""
+        """Tell the cache the first ``num_computed`` of ``token_ids`` (the prefix keys, as in
+        :meth:`match_prefix`) now have KV stored, so full blocks can be published for prefix
+        caching. Caches without prefix caching ignore it."""
         return None
 
     @abstractmethod

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from abc import ABC, abstractmethod
+from collections.abc import Sequence as Ids
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -32,14 +33,43 @@ class Sequence:
     """Tokens whose keys/values are in the KV cache."""
     status: SequenceStatus = SequenceStatus.WAITING
     num_preemptions: int = 0
+    cache_namespace: int = 0
+    """What the KV depends on besides the tokens: 0 the base model, ``k`` the ``k``-th LoRA
+    adapter loaded (KV of the same tokens differs per adapter)."""
 
     @property
     def num_tokens(self) -> int:
         return len(self.token_ids)
 
     @property
+    def prefix_keys(self) -> Ids[int]:
+        """What the prefix cache identifies this sequence's KV by (``match_prefix``,
+        ``commit``): the token ids, each offset by ``cache_namespace << 32`` (a view), so
+        blocks are never shared across adapters."""
+        if not self.cache_namespace:
+            return self.token_ids
+        return _OffsetIds(self.token_ids, self.cache_namespace << 32)
+
+    @property
     def num_uncomputed_tokens(self) -> int:
         return len(self.token_ids) - self.num_computed_tokens
+
+
+class _OffsetIds(Ids[int]):
+    """``ids`` with ``offset`` added to every element, computed on access (no copy)."""
+
+    __slots__ = ("_ids", "_offset")
+
+    def __init__(self, ids: list[int], offset: int) -> None:
+        self._ids, self._offset = ids, offset
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def __getitem__(self, i):  # noqa: ANN001, ANN204 - an index or a slice
+        if isinstance(i, slice):
+            return [t + self._offset for t in self._ids[i]]
+        return self._ids[i] + self._offset
 
 
 @dataclass(slots=True)

@@ -60,7 +60,7 @@ class Simulation:
             assert seq.status is SequenceStatus.RUNNING
             assert 1 <= c.num_tokens <= seq.num_uncomputed_tokens
             seq.num_computed_tokens += c.num_tokens
-            self.sched.kv_cache.commit(seq.seq_id, seq.token_ids, seq.num_computed_tokens)
+            self.sched.kv_cache.commit(seq.seq_id, seq.prefix_keys, seq.num_computed_tokens)
             if seq.num_computed_tokens == seq.num_tokens:  # logits: sample a token
                 seq.token_ids.append(3 + (seq.seq_id * 31 + seq.num_tokens) % 97)
                 if seq.num_tokens - seq.num_prompt_tokens >= seq.max_tokens:

@@ -2,7 +2,9 @@
 
 A full block's key is ``(parent_hash, token_ids_of_the_block)``; its hash is ``hash(key)``, so a
 block's hash commits to every token before it (the chain). Lookups compare the stored key too,
-so a 64-bit hash collision can never hand a sequence the wrong keys/values.
+so a 64-bit hash collision can never hand a sequence the wrong keys/values. The token ids are
+the sequence's prefix keys (``Sequence.prefix_keys``): ids offset by the LoRA adapter's
+namespace, so KV computed under one adapter is never found for another (or the base model).
 
 Cached blocks whose reference count drops to zero stay indexed but *evictable*, in LRU order:
 a repeated system prompt finds them again; the pool reclaims the least recently freed first.

@@ -127,7 +127,7 @@ class ContinuousScheduler(Scheduler):
                 self._reject(seq, out)
                 continue
             if seq.num_computed_tokens == 0:
-                cached = self._kv.match_prefix(seq.seq_id, seq.token_ids)
+                cached = self._kv.match_prefix(seq.seq_id, seq.prefix_keys)
                 seq.num_computed_tokens = min(cached, seq.num_tokens - 1)
             chunk = min(seq.num_uncomputed_tokens, budget)
             total = seq.num_computed_tokens + chunk

@@ -132,6 +132,34 @@ def test_same_prompt_with_another_adapter_is_no_prefix_cache_hit(tiny_model: Pat
     same(run_alone(engine, prompt, "a"), run_alone(merged, prompt, None))
 
 
+def cached(engine, prompt: str, adapter: str | None) -> tuple[list[int], int]:
+    """The greedy tokens and the prompt tokens the prefix cache supplied."""
+    tokens, usage = [], None
+    for delta in engine.generate(engine.tokenizer.encode(prompt), params(adapter)):
+        tokens += delta.token_ids
+        usage = delta.usage or usage
+    return tokens, usage.cached_tokens
+
+
+def test_prefix_cache_shares_blocks_within_an_adapter_only(tiny_model: Path, adapters) -> None:
+    engine = engine_for(tiny_model, adapters, block_size=4)
+    assert engine.kv_cache.supports_prefix_caching
+    prompt = PROMPTS[0]
+    full = (len(engine.tokenizer.encode(prompt)) - 1) // 4 * 4  # blocks before the last token
+    assert full >= 8
+    first_a, hit = cached(engine, prompt, "a")
+    assert hit == 0
+    again_a, hit = cached(engine, prompt, "a")  # same adapter: the prompt's blocks are shared
+    assert hit == full and again_a == first_a
+    first_b, hit = cached(engine, prompt, "b")  # same tokens, other adapter: no shared block
+    assert hit == 0
+    base, hit = cached(engine, prompt, None)
+    assert hit == 0
+    assert len({tuple(first_a), tuple(first_b), tuple(base)}) == 3
+    assert cached(engine, prompt, "b") == (first_b, full)
+    assert cached(engine, prompt, None) == (base, full)
+
+
 def test_unknown_adapter_is_refused_naming_model(tiny_model: Path, adapters) -> None:
     engine = engine_for(tiny_model, {"a": adapters["a"]})
     with pytest.raises(InvalidRequest, match="'zzz'") as err:
