@@ -18,10 +18,15 @@ from functools import partial
 from typing import Any
 
 from forge_kernel.engine.engine import Event, LLMEngine
-from forge_kernel.engine.types import CompletionDelta, EngineStats, RequestMetrics, SamplingParams
+from forge_kernel.engine.types import CompletionDelta, SamplingParams
 from forge_kernel.errors import EngineDead, InvalidRequest
 
 _STOP = object()
+SHARED = frozenset({"tokenizer", "model_config", "max_model_len", "model_name", "metadata",
+                    "adapters", "generation_defaults", "add_observer", "stats"})
+"""What :class:`AsyncEngine` forwards to its :class:`LLMEngine`: read-only facts, the LoRA
+``adapters`` requests can pick, ``stats()``, and ``add_observer(callback)`` (callbacks run on
+the engine thread)."""
 
 
 class AsyncEngine:
@@ -36,41 +41,11 @@ class AsyncEngine:
         self._error: BaseException | None = None
         self._closing = False
 
-    # -- properties endpoints read --------------------------------------------------------------
-    @property
-    def tokenizer(self):
-        return self.engine.tokenizer
-
-    @property
-    def model_config(self):
-        return self.engine.model_config
-
-    @property
-    def max_model_len(self) -> int:
-        return self.engine.max_model_len
-
-    @property
-    def model_name(self) -> str:
-        return self.engine.model_name
-
-    @property
-    def metadata(self) -> dict[str, Any]:
-        return self.engine.metadata
-
-    @property
-    def adapters(self) -> tuple[str, ...]:
-        """LoRA adapters requests can pick (``SamplingParams.adapter``)."""
-        return self.engine.adapters
-
-    def generation_defaults(self) -> dict[str, Any]:
-        return self.engine.generation_defaults()
-
-    def add_observer(self, callback: Callable[[RequestMetrics], None]) -> None:
-        """``callback(metrics)`` once per finished request (called on the engine thread)."""
-        self.engine.add_observer(callback)
-
-    def stats(self) -> EngineStats:
-        return self.engine.stats()
+    def __getattr__(self, name: str) -> Any:
+        """The engine's facts and thread-safe calls endpoints use, listed in :data:`SHARED`."""
+        if name in SHARED:
+            return getattr(self.engine, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def is_alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive() and self._error is None

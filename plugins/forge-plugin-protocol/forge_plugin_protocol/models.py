@@ -9,8 +9,8 @@ from forge_plugin_protocol.errors import model_not_found
 
 
 def adapters(server: Any) -> tuple[str, ...]:
-    """The adapters the engine loaded at start-up (none for engines without adapters)."""
-    return tuple(getattr(server.engine, "adapters", ()) or ())
+    """The adapters the engine loaded at start-up (``AsyncEngine.adapters``; empty: none)."""
+    return tuple(server.engine.adapters)
 
 
 def resolve_model(server: Any, model: str | None) -> str | None:

@@ -30,6 +30,7 @@ class Tokenizer:
 
 class Engine:
     tokenizer = Tokenizer()
+    adapters = ()
 
     def generation_defaults(self) -> dict:
         return {"temperature": 0.5}

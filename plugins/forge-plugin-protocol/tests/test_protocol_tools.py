@@ -50,6 +50,7 @@ class Tokenizer:
 
 class Engine:
     tokenizer = Tokenizer()
+    adapters = ()
 
     def generation_defaults(self):
         return {}

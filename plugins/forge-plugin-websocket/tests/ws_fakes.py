@@ -30,6 +30,7 @@ class FakeEngine:
 
     def __init__(self, token_delay: float = 0.0) -> None:
         self.tokenizer = FakeTokenizer()
+        self.adapters: tuple[str, ...] = ()
         self.token_delay = token_delay
         self.live: set[str] = set()
         self.aborted: set[str] = set()
