@@ -156,3 +156,31 @@ def test_missing_tokenizer(loader, tmp_path):
 def test_missing_file_and_directory(loader, tmp_path):
     _raises(loader, tmp_path / "nope.gguf", "cannot open")
     assert loader.can_load(tmp_path) is False
+
+
+def test_type_tables_agree_with_gguf_py():
+    """The reader's copied GGML tables (it no longer imports gguf-py) match gguf-py's."""
+    from forge_plugin_gguf.reader import _SCALARS, ARRAY, GGML_TYPES, STRING
+
+    theirs = {int(t): (t.name, *gguf.GGML_QUANT_SIZES[t]) for t in gguf.GGMLQuantizationType
+              if t in gguf.GGML_QUANT_SIZES}
+    assert {k: theirs.get(k) for k in GGML_TYPES} == GGML_TYPES
+    assert set(theirs) <= set(GGML_TYPES), "gguf-py knows GGML types the reader does not"
+    values = {t.name: int(t) for t in gguf.GGUFValueType}
+    assert (values["STRING"], values["ARRAY"]) == (STRING, ARRAY)
+    assert set(_SCALARS) == set(values.values()) - {STRING, ARRAY}
+
+
+def test_loading_imports_neither_gguf_py_nor_sentencepiece(tmp_path):
+    """Serving a GGUF needs only the reader: gguf-py pulls in sentencepiece, yaml and more
+    (~7 MB of RSS per process)."""
+    import subprocess
+    import sys
+
+    path = craft.write(tmp_path / "m.gguf")
+    code = ("import sys; from forge_plugin_gguf.loader import GGUFLoader; "
+            f"GGUFLoader().load({str(path)!r}); "
+            "print(sorted(m for m in ('gguf', 'sentencepiece', 'yaml') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"
