@@ -83,8 +83,10 @@ class GGUFLoader(WeightLoader):
 
         tokenizer = from_gguf(path, meta)
         config = _config(gguf, arch, tensors, tokenizer.vocab_size)
-        return ModelSource(path=path, format="gguf", config=config, tokenizer=tokenizer,
-                           tensors=tensors, metadata=_metadata(gguf, arch, tensors))
+        source = ModelSource(path=path, format="gguf", config=config, tokenizer=tokenizer,
+                             tensors=tensors, metadata=_metadata(gguf, arch, tensors))
+        gguf.release_header()
+        return source
 
     def _tensors(self, gguf: GGUFFile, arch: str) -> dict[str, WeightTensor]:
         heads = {"attn_q": gguf.metadata.get(f"{arch}.attention.head_count"),

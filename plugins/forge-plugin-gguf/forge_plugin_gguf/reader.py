@@ -9,7 +9,9 @@ every model load ~7 MB of RSS and 50 ms (it imports sentencepiece, yaml, json, l
 
 from __future__ import annotations
 
+import mmap
 import struct
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,6 +63,16 @@ class GGUFFile:
     metadata: dict[str, Any]
     tensors: list[TensorInfo]
     data: np.memmap
+    header_bytes: int = 0
+    """Where the tensor data starts (header: metadata and tensor infos)."""
+
+    def release_header(self) -> None:
+        """Unmap the header's resident pages (the 262k vocabulary strings of Gemma 3: ~7 MB of
+        RSS) once metadata and tokenizer are built. The mapping is read-only and shared, so a
+        later read of a metadata array pages the same bytes back in."""
+        length = self.header_bytes - self.header_bytes % mmap.PAGESIZE
+        if sys.platform.startswith("linux") and length and isinstance(self.data.base, mmap.mmap):
+            self.data.base.madvise(mmap.MADV_DONTNEED, 0, length)
 
     def tensor_bytes(self, info: TensorInfo) -> np.ndarray:
         """The stored form: a typed ``[rows, cols]`` array for float types, else ``uint8``
@@ -143,7 +155,7 @@ def read_gguf(path: Path) -> GGUFFile:
     base = -(-cur.pos // alignment) * alignment
     tensors = [_tensor_info(path, name, dims, type_id, base + rel, data.shape[0])
                for name, dims, type_id, rel in infos]
-    return GGUFFile(path, version, metadata, tensors, data)
+    return GGUFFile(path, version, metadata, tensors, data, base)
 
 
 def _tensor_info(path: Path, name: str, dims: tuple[int, ...], type_id: int, offset: int,

@@ -184,3 +184,13 @@ def test_loading_imports_neither_gguf_py_nor_sentencepiece(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_release_header_keeps_metadata_readable(tmp_path):
+    from forge_plugin_gguf.reader import read_gguf
+
+    g = read_gguf(craft.write(tmp_path / "m.gguf"))
+    scores = np.array(g.metadata["tokenizer.ggml.scores"])
+    assert 0 < g.header_bytes <= g.tensors[0].offset
+    g.release_header()  # the mapping is shared and read-only: pages come back on access
+    assert np.array_equal(g.metadata["tokenizer.ggml.scores"], scores)
