@@ -9,7 +9,6 @@ imported only here, when serving.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import signal
 import sys
 from dataclasses import dataclass, field
@@ -103,14 +102,11 @@ def serve(config: Any) -> None:
     check_servable(host)
     from forge_kernel.engine.async_engine import AsyncEngine  # torch: only once servable
     from forge_kernel.engine.builder import build_engine
-    from forge_kernel.engine.config import display_name, locate_model
 
     host.hook.forge_configure(config=config)
-    settings = config.engine
-    model_path = locate_model(host, settings.model)
-    engine = build_engine(dataclasses.replace(
-        settings, model=model_path, model_name=settings.model_name or display_name(settings.model)))
-    settings = engine.config  # with the implementations chosen (kv_cache: the backend's default)
+    engine = build_engine(config.engine)
+    settings = engine.config  # what was chosen: the model's path, kv_cache, ...
+    model_path = settings.model
     async_engine = AsyncEngine(engine)
     context = ServerContext(
         engine=async_engine, model_name=engine.model_name, config=config,

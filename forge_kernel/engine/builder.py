@@ -32,14 +32,9 @@ DEFAULT_KV_TOKENS = 4096
 
 
 def default_kv_budget(bytes_per_token: int, max_model_len: int | None = None) -> int:
-    """The KV memory budget when neither ``kv_memory_bytes`` nor ``num_blocks`` is given:
-    room for ``max(DEFAULT_KV_TOKENS, max_model_len)`` tokens of this model, never more than
-    the cache's own default (``KVCacheConfig.memory_budget_bytes``, 512 MiB).
-
-    Scales with the model: Gemma 3 270M (36 KiB per token in float32) gets 144 MiB instead of
-    512 MiB, which a busy server would otherwise fill (prefix-cached blocks stay resident) on
-    top of ~290 MB of weights; models of 128 KiB per token and more keep the 512 MiB.
-    """
+    """The KV memory budget when neither ``kv_memory_bytes`` nor ``num_blocks`` is given: room
+    for ``max(DEFAULT_KV_TOKENS, max_model_len)`` tokens of this model, at most the cache's own
+    default (512 MiB). Gemma 3 270M gets 144 MiB, not 512 MiB beside ~290 MB of weights."""
     from forge_kernel.interfaces.kv_cache import KVCacheConfig
 
     tokens = max(DEFAULT_KV_TOKENS, max_model_len or 0)
@@ -113,13 +108,10 @@ def build_engine(config: EngineConfig | None = None) -> LLMEngine:
     the distribution to install when a selected implementation is missing, and
     :class:`ConfigError` for invalid sizes.
 
-    The loading runs on a short-lived thread of its own. Loading runs parallel kernels (numba's
-    and torch's OpenMP runtimes), and GNU OpenMP keeps a parked worker pool for every thread that
-    ever started a parallel region; once a process holds more OpenMP threads than cores, every
-    team stops spin-waiting and sleeps on a futex between regions. Had the caller's thread done
-    the loading, :class:`~forge_kernel.engine.async_engine.AsyncEngine`'s engine thread would
-    pay two context switches per kernel call: ~130 per decoded token, 21 -> 35 ms per step on
-    two cores. The loader thread's pools exit with it.
+    The loading runs on a short-lived thread of its own: GNU OpenMP keeps a parked worker pool
+    for every thread that ran a parallel region, and with more OpenMP threads than cores every
+    team sleeps between regions; loading on the caller's thread made each decode step of the
+    engine thread 21 -> 35 ms on two cores. The loader thread's pools exit with it.
     """
     result: dict[str, object] = {}
 
@@ -147,9 +139,11 @@ def _build(config: EngineConfig | None) -> LLMEngine:
     _check(config)
     path = resolve_model_path(config.model)
     backend = _create_backend(config)
-    # No cache named: the backend's own choice (device caches for GPU backends), else paged.
+    # The built engine's config says what was chosen: the model's path and served name, and
+    # with no cache named the backend's own choice (device caches for GPU backends), else paged.
     config = dataclasses.replace(
-        config, kv_cache=config.kv_cache or backend.preferred_kv_cache or DEFAULT_KV_CACHE)
+        config, model=path, model_name=config.model_name or display_name(config.model),
+        kv_cache=config.kv_cache or backend.preferred_kv_cache or DEFAULT_KV_CACHE)
     source = open_model_source(path, config.loader)
     model = build_causal_lm(source, backend)
     spec = model.kv_cache_spec()
@@ -180,11 +174,10 @@ def _build(config: EngineConfig | None) -> LLMEngine:
                                    max_prefill_tokens=config.max_prefill_tokens,
                                    max_model_len=max_model_len)
     scheduler = _create("scheduler", config.scheduler, sched_config, kv_cache)
-    name = config.model_name or display_name(config.model)
     speculator = None
     if config.speculative:
         speculator = _plugin("speculative", "forge-plugin-speculative").build_speculator(
             config, model=model, tokenizer=source.tokenizer, backend=backend, kv_cache=kv_cache)
     return LLMEngine(model, source.tokenizer, kv_cache, scheduler, max_model_len=max_model_len,
-                     model_name=name, metadata=dict(source.metadata), config=config,
+                     model_name=config.model_name, metadata=dict(source.metadata), config=config,
                      speculator=speculator)

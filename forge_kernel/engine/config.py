@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from forge_kernel.errors import ForgeError, MissingPluginError
+from forge_kernel.errors import MissingPluginError, ModelNotFound
 
 DEFAULT_MODEL = "gemma3-270m"
 """The model used when none is given; a name that model resolvers (forge-plugin-store) know."""
@@ -26,7 +26,8 @@ class EngineConfig:
     """
 
     model: str | Path | None = None
-    """A path, a stored/built-in model name, or ``None`` for the embedded default model."""
+    """A path, a stored/built-in model name, or ``None`` for the embedded default model (the
+    built engine's config holds the resolved path)."""
     backend: str = "cpu"
     device: int | None = None
     """Device index for backends that have several (``--device N``: ``cuda:N``), passed to the
@@ -99,8 +100,8 @@ def locate_model(host: Any, model: str | os.PathLike[str] | None) -> Path:
         raise MissingPluginError(
             f"model {text!r} is not a file or directory, and no installed plugin resolves model "
             "names; pass a path, or install the model store: pip install forge-plugin-store")
-    raise ForgeError(f"model {text!r} not found: not a file and no model plugin knows it "
-                     f"(see `forge list`; `forge pull {text}` adds it)")
+    raise ModelNotFound(f"model {text!r} not found: not a file and no model plugin knows it "
+                        f"(see `forge list`; `forge pull {text}` adds it)")
 
 
 def display_name(model: str | os.PathLike[str] | None) -> str:

@@ -110,10 +110,12 @@ def _draw(vals: torch.Tensor, idx: torch.Tensor | None, params: SamplingParams,
     return choice if idx is None else int(idx[choice])
 
 
-class _Masked(dict):
-    """Row -> masked logits, plus ``empty``: the rows whose mask allows no token at all."""
+@dataclass(slots=True)
+class _Masked:
+    """The constrained rows' masked logits, and the rows whose mask allows no token at all."""
 
-    empty: set[int] = frozenset()
+    logits: dict[int, torch.Tensor] = field(default_factory=dict)
+    empty: set[int] = field(default_factory=set)
 
 
 def _masked_logits(logits: torch.Tensor, rows: Sequence[SamplingRow],
@@ -139,9 +141,8 @@ def _masked_logits(logits: torch.Tensor, rows: Sequence[SamplingRow],
     out = logits.numpy()[rows_ids]  # [L, V] copy; numpy: torch indexing took ~20 ms here
     np.copyto(out, np.float32("-inf"), where=banned.view(np.bool_))
     out = torch.from_numpy(out)
-    masked = _Masked({i: out[k] for k, i in enumerate(rows_ids)})
-    masked.empty = {rows_ids[k] for k in np.flatnonzero(~words.any(axis=1)).tolist()}
-    return masked
+    return _Masked({i: out[k] for k, i in enumerate(rows_ids)},
+                   {rows_ids[k] for k in np.flatnonzero(~words.any(axis=1)).tolist()})
 
 
 def sample(
@@ -173,31 +174,37 @@ def sample(
     for i, row in enumerate(rows):
         if tokens[i] is not None:
             continue
-        x = masked.get(i, logits[i])
+        x = masked.logits.get(i, logits[i])
         processed = _needs_processing(row.params, len(row.output_ids))
         if processed:
             x = process_logits(x, row)
-        # Nothing allowed: an empty mask (seen on its packed words), or processing that masked
-        # the rest; the 262k-entry isfinite scan runs only after processing, not every row.
-        if i in masked and (i in masked.empty or (processed
-                                                  and not bool(torch.isfinite(x).any()))):
-            # Nothing allowed (e.g. min_tokens banned the EOS a finished constraint requires):
-            # end the sequence rather than emit a token outside the constraint.
-            tokens[i] = min(row.eos_ids) if row.eos_ids else int(torch.argmax(masked[i]))
+        # Nothing allowed (an empty mask, seen on its packed words, or processing that masked
+        # the rest, e.g. min_tokens banning the EOS a finished constraint requires): end the
+        # sequence rather than emit a token outside the constraint. The 262k-entry isfinite
+        # scan runs only after processing, not for every row.
+        if i in masked.logits and (i in masked.empty
+                                   or (processed and not bool(torch.isfinite(x).any()))):
+            tokens[i] = min(row.eos_ids) if row.eos_ids else int(torch.argmax(masked.logits[i]))
         else:
             tokens[i] = sample_row(x, row.params, row.generator)
         if row.constraint is not None:
             row.constraint.accept(int(tokens[i]))
-    want = [i for i, r in enumerate(rows) if r.params.logprobs is not None]
+    return _with_logprobs(logits, rows, tokens)
+
+
+def _with_logprobs(logits: torch.Tensor, rows: Sequence[SamplingRow],
+                   tokens: list[int]) -> list[tuple[int, TokenLogprob | None]]:
+    """``(token, logprob)`` per row; the logprob (and top ``k``) only where the row asks."""
     results: list[tuple[int, TokenLogprob | None]] = [(int(t), None) for t in tokens]
-    if want:
-        logp = torch.log_softmax(logits[want], dim=-1)  # [W, V] raw model distribution
-        for j, i in enumerate(want):
-            k = rows[i].params.logprobs or 0
-            tok = int(tokens[i])
-            top: list[tuple[int, float]] = []
-            if k > 0:
-                vals, idx = torch.topk(logp[j], k)
-                top = [(int(a), float(b)) for a, b in zip(idx.tolist(), vals.tolist(), strict=True)]
-            results[i] = (tok, TokenLogprob(tok, float(logp[j, tok]), top))
+    want = [i for i, r in enumerate(rows) if r.params.logprobs is not None]
+    if not want:
+        return results
+    logp = torch.log_softmax(logits[want], dim=-1)  # [W, V] raw model distribution
+    for j, i in enumerate(want):
+        k, tok = rows[i].params.logprobs or 0, int(tokens[i])
+        top: list[tuple[int, float]] = []
+        if k > 0:
+            vals, idx = torch.topk(logp[j], k)
+            top = [(int(a), float(b)) for a, b in zip(idx.tolist(), vals.tolist(), strict=True)]
+        results[i] = (tok, TokenLogprob(tok, float(logp[j, tok]), top))
     return results
