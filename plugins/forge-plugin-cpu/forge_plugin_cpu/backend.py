@@ -14,8 +14,8 @@ from forge_plugin_cpu.dequant import dequantize_fp32, dequantize_fp32_chunked
 from forge_plugin_cpu.memory import release_file_pages, trim_heap
 from forge_plugin_cpu.ops_fp32 import Fp32Embedding, Fp32Linear
 from forge_plugin_cpu.ops_int8 import Int8Embedding, Int8Linear
-from forge_plugin_cpu.packed import Q5Matrix, concat_q5, pack_q5
-from forge_plugin_cpu.quantize import Int8Matrix, concat_rows, to_int8
+from forge_plugin_cpu.packed import Q5Matrix, concat_packed, to_packed
+from forge_plugin_cpu.quantize import to_int8
 from forge_plugin_cpu.threads import physical_cores
 
 if TYPE_CHECKING:
@@ -86,13 +86,7 @@ class CpuBackend(Backend):
         if len({w.shape[1] for w in weights}) != 1:
             return None
         parts = [self._convert(w, packed=True) for w in weights]
-        fused = None
-        if all(isinstance(p, Q5Matrix) for p in parts):
-            fused = concat_q5(parts)
-        if fused is None:  # mixed forms (a Q8_0 v among Q5_0 q/k): all int8
-            parts = [p if isinstance(p, Int8Matrix) else to_int8(w)
-                     for p, w in zip(parts, weights, strict=True)]
-            fused = concat_rows(parts)
+        fused = concat_packed(parts)  # mixed (a Q8_0 v among Q5_0 q/k): all int8
         if fused is None:
             return None
         for w in weights:
@@ -142,10 +136,9 @@ class CpuBackend(Backend):
     def _convert(self, weight: WeightTensor, packed: bool) -> Any:
         if self.precision != "int8":
             return dequantize_fp32_chunked(weight)
-        m = to_int8(weight)
-        if packed and ops_int8.VNNI and weight.qtype == "Q5_0":
-            return pack_q5(m) or m
-        return m
+        if ops_int8.VNNI:  # the kernel's stored-order forms (packed.py)
+            return to_packed(weight, lookup=not packed)
+        return to_int8(weight)
 
 
 def _resolve_precision(precision: str | None) -> str:
