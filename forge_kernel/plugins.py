@@ -13,6 +13,7 @@ import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -69,40 +70,36 @@ class PluginHost:
 
     def register(self, plugin: object, name: str) -> None:
         """Register one plugin and call its own ``forge_register_*`` hooks with callbacks that
-        record its name; on any error everything it registered is rolled back."""
+        record its name (:meth:`_add`, :meth:`_add_section`); on any error everything it
+        registered is rolled back."""
         self.pm.register(plugin, name=name)
         try:
             self.pm.check_pending()  # a misspelled forge_* hook is an error, not a silent no-op
             for kind, hook_name in KINDS.items():
-                self._call_own(plugin, hook_name, register=self._registrar(kind, name))
+                self._call_own(plugin, hook_name, register=partial(self._add, kind, name))
             self._call_own(plugin, "forge_register_config_sections",
-                           register=self._section_registrar(name))
+                           register=partial(self._add_section, name))
         except BaseException:
             self.unregister(name)
             raise
 
-    def _registrar(self, kind: str, plugin_name: str) -> Callable[[str, Callable[..., Any]], None]:
-        def register(impl_name: str, factory: Callable[..., Any]) -> None:
-            if not isinstance(impl_name, str) or not impl_name:
-                raise PluginError(f"{kind} names must be non-empty strings, got {impl_name!r}")
-            if not callable(factory):
-                raise PluginError(f"{kind} {impl_name!r}: factory {factory!r} is not callable")
-            self.registry.add(kind, impl_name, factory, plugin_name)
+    def _add(self, kind: str, plugin_name: str, impl_name: str,
+             factory: Callable[..., Any]) -> None:
+        if not isinstance(impl_name, str) or not impl_name:
+            raise PluginError(f"{kind} names must be non-empty strings, got {impl_name!r}")
+        if not callable(factory):
+            raise PluginError(f"{kind} {impl_name!r}: factory {factory!r} is not callable")
+        self.registry.add(kind, impl_name, factory, plugin_name)
 
-        return register
-
-    def _section_registrar(self, plugin_name: str) -> Callable[[str, type], None]:
-        def register(section: str, schema: type) -> None:
-            if not dataclasses.is_dataclass(schema):
-                raise PluginError(f"config section {section!r}: {schema!r} is not a dataclass")
-            owner = self.config_sections.get(section)
-            if owner is not None:
-                raise DuplicateImplementationError(
-                    f"config section {section!r} is declared by both plugin {owner[1]!r} "
-                    f"and plugin {plugin_name!r}")
-            self.config_sections[section] = (schema, plugin_name)
-
-        return register
+    def _add_section(self, plugin_name: str, section: str, schema: type) -> None:
+        if not dataclasses.is_dataclass(schema):
+            raise PluginError(f"config section {section!r}: {schema!r} is not a dataclass")
+        owner = self.config_sections.get(section)
+        if owner is not None:
+            raise DuplicateImplementationError(
+                f"config section {section!r} is declared by both plugin {owner[1]!r} "
+                f"and plugin {plugin_name!r}")
+        self.config_sections[section] = (schema, plugin_name)
 
     def _call_own(self, plugin: object, hook_name: str, **kwargs: Any) -> None:
         """Call only ``plugin``'s implementation of ``hook_name``, through pluggy (so hook

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import click
 
+from forge_kernel.cli.serve import engine_flags
 from forge_kernel.errors import ForgeError
 
 
@@ -87,16 +88,7 @@ def _prompt_ids(tokenizer, messages: list[dict[str, str]], raw: bool) -> list[in
 @click.option("--seed", type=int, default=None, help="Seed for reproducible sampling.")
 @click.option("--raw", is_flag=True, help="Send the prompt as is, without the chat template.")
 @click.option("--verbose", is_flag=True, help="Print timing statistics to stderr.")
-@click.option("--backend", default=None, help="Compute backend (default: cpu).")
-@click.option("--device", type=click.IntRange(min=0), default=None,
-              help="Device index of a GPU backend (--backend cuda --device 1: cuda:1).")
-@click.option("--kv-cache", default=None,
-              help="KV cache: paged or naive (default: the backend's choice, else paged).")
-@click.option("--threads", type=click.IntRange(min=1), default=None)
-@click.option("--speculative", default=None,
-              help="Speculative decoding: ngram or draft:MODEL (forge-plugin-speculative; off).")
-@click.option("--num-speculative-tokens", type=click.IntRange(min=1), default=None,
-              help="Most draft tokens per step (5).")
+@engine_flags
 def run_command(model, prompt, max_tokens, temperature, top_p, top_k, seed, raw, verbose,
                 **engine_flags) -> None:
     """Generate text with MODEL (default: the configuration's model, else the embedded Gemma

@@ -7,17 +7,35 @@ import sys
 
 import click
 
+ENGINE_FLAGS = [
+    click.option("--backend", default=None, help="Compute backend (default: cpu)."),
+    click.option("--device", type=click.IntRange(min=0), default=None,
+                 help="Device index of a GPU backend (--backend cuda --device 1: cuda:1)."),
+    click.option("--kv-cache", default=None,
+                 help="KV cache: paged or naive (default: the backend's choice, else paged)."),
+    click.option("--threads", type=click.IntRange(min=1), default=None,
+                 help="Compute threads (default: cores)."),
+    click.option("--speculative", default=None, help="Speculative decoding: ngram or "
+                 "draft:MODEL (forge-plugin-speculative; off)."),
+    click.option("--num-speculative-tokens", type=click.IntRange(min=1), default=None,
+                 help="Most draft tokens per sequence and step (5)."),
+]
+"""The engine flags ``forge serve`` and ``forge run`` share (named like the config keys)."""
+
+
+def engine_flags(command):  # noqa: ANN001, ANN201 - a click decorator
+    """Add :data:`ENGINE_FLAGS` to ``command``."""
+    for flag in reversed(ENGINE_FLAGS):
+        command = flag(command)
+    return command
+
 
 @click.command("serve")
 @click.option("--host", default=None, help="Interface to bind (default 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Port (default 8000).")
 @click.option("--model", default=None, help="Model name, path or Hub reference "
               "(default: the embedded gemma3-270m).")
-@click.option("--backend", default=None, help="Compute backend (default: cpu).")
-@click.option("--device", type=click.IntRange(min=0), default=None,
-              help="Device index of a GPU backend (--backend cuda --device 1: cuda:1).")
-@click.option("--kv-cache", default=None,
-              help="KV cache: paged or naive (default: the backend's choice, else paged).")
+@engine_flags
 @click.option("--scheduler", default=None, help="Scheduler (default: continuous).")
 @click.option("--max-batch-size", type=int, default=None, help="Sequences per step (64).")
 @click.option("--max-prefill-tokens", type=int, default=None,
@@ -26,12 +44,7 @@ import click
 @click.option("--num-blocks", type=int, default=None,
               help="KV blocks (default: room for max(4096, --max-model-len) tokens, at most "
                    "512 MiB).")
-@click.option("--threads", type=int, default=None, help="Compute threads (default: cores).")
 @click.option("--max-model-len", type=int, default=None, help="Context limit per request.")
-@click.option("--speculative", default=None,
-              help="Speculative decoding: ngram or draft:MODEL (forge-plugin-speculative; off).")
-@click.option("--num-speculative-tokens", type=int, default=None,
-              help="Most draft tokens per sequence and step (5).")
 @click.option("--api-key", default=None, help="Require this key (or set FORGE_API_KEY).")
 @click.option("--plugins", "plugins", default=None,
               help="Load only these plugins (comma-separated); the others are never imported.")

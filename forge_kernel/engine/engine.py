@@ -7,6 +7,7 @@ resolved by name at build time: nothing here dispatches through plugin hooks per
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import time
 from collections.abc import Callable, Iterator
@@ -54,9 +55,9 @@ class LLMEngine:
         self.metadata = metadata or {}
         self.config = config
         self.speculator = speculator
-        """Speculative decoding (forge-plugin-speculative), held like the KV cache: its
-        ``propose(engine, chunks)`` drafts tokens for decode rows before the forward pass and
-        its ``verify(engine, rows, logits, drafts)`` takes those rows out of the sampling."""
+        """Speculative decoding (forge-plugin-speculative): ``propose(engine, chunks)`` drafts
+        tokens before the forward pass, ``verify(engine, rows, logits, drafts)`` takes the
+        drafted rows out of the sampling, ``counts()`` feeds :class:`EngineStats`."""
         self.vocab_size = int(model.config.vocab_size)
         self._requests: dict[str, Request] = {}
         self._by_seq: dict[int, tuple[Request, SeqState]] = {}
@@ -133,7 +134,7 @@ class LLMEngine:
             if not state.finished:
                 self.scheduler.abort(state.seq.seq_id)
                 state.stop.abort()
-                events.append(self._finish_seq(req, state, "abort", ""))
+                events.append(self._finish_seq(req, state, "abort"))
         self._refresh_stats()
         return events
 
@@ -147,8 +148,7 @@ class LLMEngine:
 
     def stats(self) -> EngineStats:
         """The last snapshot (refreshed after every step)."""
-        s = self._stats
-        return EngineStats(**{f: getattr(s, f) for f in EngineStats.__slots__})
+        return dataclasses.replace(self._stats)
 
     def generate(self, prompt_ids: list[int], params: SamplingParams,
                  request_id: str | None = None) -> Iterator[CompletionDelta]:
@@ -279,17 +279,16 @@ class LLMEngine:
                 self.scheduler.add(joining.seq)
             if step.finish_reason is not None:
                 self.scheduler.finish(state.seq.seq_id)
-                events.append(self._finish_seq(req, state, step.finish_reason, delta=delta))
+                events.append(self._finish_seq(req, state, step.finish_reason, delta))
             else:
                 events.append((req.request_id, delta))
         return events
 
-    def _finish_seq(self, req: Request, state: SeqState, reason: str, text: str = "",
+    def _finish_seq(self, req: Request, state: SeqState, reason: str,
                     delta: CompletionDelta | None = None) -> Event:
         state.finish_reason = reason
         self._by_seq.pop(state.seq.seq_id, None)
-        if delta is None:
-            delta = CompletionDelta(state.index, text)
+        delta = delta or CompletionDelta(state.index, "")
         delta.finish_reason = reason
         if req.finished:
             delta.usage = Usage(len(req.prompt_ids), req.completion_tokens, req.cached_tokens)
