@@ -75,7 +75,7 @@ class LLMEngine:
     # -- public API ---------------------------------------------------------------------------
     @property
     def model_config(self):
-        """The model's :class:`~forge_kernel.interfaces.model.ModelConfig`."""
+        """The model's :class:`~forge_kernel.interfaces.loader.ModelConfig`."""
         return self.model.config
 
     def generation_defaults(self) -> dict[str, Any]:

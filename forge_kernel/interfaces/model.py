@@ -26,8 +26,9 @@ class CausalLM(ABC):
     def forward(self, batch: ForwardBatch, kv_cache: KVCache) -> torch.Tensor:
         """Run ``batch``, writing its keys/values into ``kv_cache``.
 
-        Returns float32 logits ``[num_chunks_needing_logits, vocab_size]``, one row per chunk
-        with ``needs_logits`` (in batch order), for that chunk's last token.
+        Returns float32 logits ``[sum of num_logits of the chunks with needs_logits,
+        vocab_size]``: in batch order, each such chunk's last ``num_logits`` tokens (1, or
+        ``1 + k`` for a decode row carrying ``k`` speculative drafts).
         """
 
     def embed(self, batch: ForwardBatch, kv_cache: KVCache) -> torch.Tensor:

@@ -1,5 +1,5 @@
 """``ModelArchitectureConformance``: the contract of
-:class:`~forge_kernel.interfaces.model.ModelArchitecture` (and the
+:class:`~forge_kernel.interfaces.architecture.ModelArchitecture` (and the
 :class:`~forge_kernel.interfaces.model.CausalLM` it builds).
 
 Usage::

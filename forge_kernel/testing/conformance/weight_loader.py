@@ -1,5 +1,5 @@
 """``WeightLoaderConformance``: the contract every
-:class:`~forge_kernel.interfaces.model.WeightLoader` must meet, as a pytest class to subclass.
+:class:`~forge_kernel.interfaces.loader.WeightLoader` must meet, as a pytest class to subclass.
 
 Usage in a plugin's tests::
 
