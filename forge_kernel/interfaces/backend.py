@@ -29,6 +29,44 @@ class EmbeddingOp(Protocol):
     def __call__(self, ids: torch.Tensor) -> torch.Tensor: ...
 
 
+class LayerOps(Protocol):
+    """Optional fused kernels for a decoder layer's work outside the matrix products (RMSNorms,
+    residual adds, q/k norms with RoPE, gated activations), which on a small model otherwise
+    costs hundreds of tiny framework ops per token. A backend offers one as
+    :attr:`Backend.layer_ops`; models fall back to their own torch code when it is ``None``.
+
+    Tensors are in the backend's compute dtype with contiguous last axes; norm weights are
+    ``[D]`` (Gemma's ``+1`` already folded in). Each row's result must not depend on the other
+    rows (batch invariance).
+    """
+
+    def rms_norm(self, x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+        """``x [T, D] -> x / rms(x) * weight [T, D]``, a new tensor."""
+        ...
+
+    def residual_norm(self, x: torch.Tensor, y: torch.Tensor, y_weight: torch.Tensor | None,
+                      weight: torch.Tensor | None,
+                      eps: float) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Residual step: ``x = x + (rms_norm(y, y_weight) if y_weight else y)``, then
+        ``(x, rms_norm(x, weight))`` (``None`` second when ``weight`` is). ``x [T, D]`` must be
+        the caller's own buffer: it may be updated in place; ``y [T, D]`` is only read."""
+        ...
+
+    def qk_rope(self, q: torch.Tensor, k: torch.Tensor, q_weight: torch.Tensor | None,
+                k_weight: torch.Tensor | None, cos: torch.Tensor, sin: torch.Tensor,
+                eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-head RMSNorm of ``q [T, H, hd]`` and ``k [T, KV, hd]`` (weights ``[hd]``;
+        ``None``: no norm), then rotate-half RoPE with ``cos``/``sin [T, 1, hd]`` (``cos`` over
+        both halves, ``sin`` with its first half negated). Returns the rotated pair as new
+        tensors (``q`` and ``k`` may be row-strided views of a fused q/k/v output)."""
+        ...
+
+    def gated(self, gate: torch.Tensor, up: torch.Tensor, activation: str) -> torch.Tensor:
+        """``act(gate) * up``, both ``[T, N]`` (``activation``: ``"silu"`` or
+        ``"gelu_tanh"``), a new ``[T, N]`` tensor."""
+        ...
+
+
 class Backend(ABC):
     """A device plus the kernels that run models on it.
 
@@ -48,6 +86,9 @@ class Backend(ABC):
     """Optional: the KV-cache plugin this backend works best with (``cuda``: ``device-paged``,
     blocks on the GPU). The engine builder uses it when the user names no cache (``--kv-cache``);
     ``None``: the builder's default, ``paged``."""
+    layer_ops: LayerOps | None = None
+    """Optional fused non-matrix kernels (:class:`LayerOps`) the model may use in its forward
+    pass; ``None``: the model's own torch code."""
 
     @classmethod
     @abstractmethod

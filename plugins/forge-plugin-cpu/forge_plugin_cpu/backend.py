@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from forge_kernel.interfaces.backend import Backend
-from forge_plugin_cpu import ops_int8
+from forge_plugin_cpu import layerops, ops_int8
 from forge_plugin_cpu.dequant import dequantize_fp32, dequantize_fp32_chunked
 from forge_plugin_cpu.memory import release_file_pages, trim_heap
 from forge_plugin_cpu.ops_fp32 import Fp32Embedding, Fp32Linear
@@ -49,6 +49,10 @@ class CpuBackend(Backend):
         self.threads = threads or physical_cores()
         torch.set_num_threads(self.threads)
         self.precision = _resolve_precision(precision)
+        # int8 only: the fused kernels round differently from torch, and ``exact`` is the
+        # bit-for-bit reference path.
+        if self.precision == "int8" and layerops.AVAILABLE:
+            self.layer_ops = layerops.CpuLayerOps(self.threads)
         # Prepared matrices keyed by their storage, so a tied embedding / LM head shares memory.
         self._prepared: weakref.WeakValueDictionary[Any, Any] = weakref.WeakValueDictionary()
 
@@ -115,6 +119,8 @@ class CpuBackend(Backend):
             kernels = f"int8 weights (32/16-column blocks), {how} for every row count"
         else:
             kernels = "float32 weights, F.linear"
+        if self.layer_ops is not None:
+            kernels += "; fused C norm/RoPE/activation kernels"
         return f"cpu: {self.threads} threads, {kernels}"
 
     def _matrix(self, weight: WeightTensor, packed: bool = False) -> Any:

@@ -19,7 +19,7 @@ from forge_kernel.interfaces.kv_cache import KVCache, KVCacheSpec
 from forge_kernel.interfaces.loader import ModelConfig, ModelSource
 from forge_kernel.interfaces.model import CausalLM
 from forge_plugin_models import fused
-from forge_plugin_models.layers import GatedMLP, RotaryTable, apply_rope, rms_norm
+from forge_plugin_models.layers import TORCH_OPS, GatedMLP, RotaryTable
 
 
 @dataclass(slots=True)
@@ -76,6 +76,8 @@ class DecoderLM(CausalLM):
         self.backend = backend
         self.spec = spec
         self.dtype = backend.compute_dtype
+        self.ops = backend.layer_ops or TORCH_OPS
+        """Norms, RoPE and gated activations: the backend's fused kernels when it has them."""
         self.eps = float(cfg.rms_norm_eps)
         self.scale = spec.attn_scale if spec.attn_scale is not None else cfg.head_dim**-0.5
         tensors = source.tensors
@@ -142,7 +144,7 @@ class DecoderLM(CausalLM):
                                 if spec.sandwich_norms else None),
                 ffn_norm=norm(f"{p}.ffn_norm.weight", hidden),
                 mlp=GatedMLP(gate, up, linear(f"{p}.ffn_down", hidden, inter), spec.activation,
-                             gate_up=gate_up),
+                             gate_up=gate_up, ops=self.ops),
                 post_ffn_norm=(norm(f"{p}.post_ffw_norm.weight", hidden)
                                if spec.sandwich_norms else None),
                 window=windows[i],
@@ -176,16 +178,20 @@ class DecoderLM(CausalLM):
         if self.lora is not None:  # which rows get which adapter's delta, once per step
             self.lora.begin_step(batch)
         x = self.tok_embed(batch.token_ids).to(self.dtype)  # [T, hidden]
-        if self.embed_scale is not None:
-            x = x * self.embed_scale
+        # a new tensor either way: layer ops may add the residuals into x in place
+        x = x * self.embed_scale if self.embed_scale is not None else x.clone()
         positions = batch.positions.to(torch.long)
         # cos/sin rows per table, gathered once per step rather than once per layer. Tables stay
         # on the CPU (they grow on demand); only the step's rows go to the activations' device.
         rope = [tuple(t.to(device=x.device, dtype=self.dtype)
                       for t in table.lookup(positions.cpu()))
                 for table in spec.rope_tables]
-        for index, layer in enumerate(self.layers):
-            h = rms_norm(x, layer.attn_norm, self.eps)
+        ops, eps, layers = self.ops, self.eps, self.layers
+        # Each residual step also norms the sum for the next block, so the attention norm of
+        # layer i+1 is computed with layer i's MLP residual (one fused call on backends that
+        # offer layer ops).
+        h = ops.rms_norm(x, layers[0].attn_norm, eps) if layers else None  # [T, hidden]
+        for index, layer in enumerate(layers):
             if layer.qkv is not None and layer.qkv.intact(layer.q, layer.k, layer.v):
                 q, k, v = layer.qkv(h)
             else:
@@ -193,22 +199,16 @@ class DecoderLM(CausalLM):
             q = q.view(T, nh, hd)  # [T, H, D]
             k = k.view(T, nkv, hd)  # [T, KV, D]
             v = v.view(T, nkv, hd)  # [T, KV, D]
-            if layer.q_norm is not None:
-                q = rms_norm(q, layer.q_norm, self.eps)
-                k = rms_norm(k, layer.k_norm, self.eps)
             cos, sin = rope[layer.rope]
-            q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+            q, k = ops.qk_rope(q, k, layer.q_norm, layer.k_norm, cos, sin, eps)
             attn = kv_cache.attend(index, q, k, v, batch, scale=self.scale,
                                    sliding_window=layer.window,
                                    logit_softcap=spec.attn_softcap)  # [T, H, D]
             out = layer.o(attn.reshape(T, nh * hd))  # [T, hidden]
-            if layer.post_attn_norm is not None:
-                out = rms_norm(out, layer.post_attn_norm, self.eps)
-            x = x + out
-            out = layer.mlp(rms_norm(x, layer.ffn_norm, self.eps))
-            if layer.post_ffn_norm is not None:
-                out = rms_norm(out, layer.post_ffn_norm, self.eps)
-            x = x + out
+            x, h = ops.residual_norm(x, out, layer.post_attn_norm, layer.ffn_norm, eps)
+            out = layer.mlp(h)
+            after = layers[index + 1].attn_norm if index + 1 < len(layers) else None
+            x, h = ops.residual_norm(x, out, layer.post_ffn_norm, after, eps)
         return x
 
     @torch.no_grad()
@@ -221,7 +221,8 @@ class DecoderLM(CausalLM):
             return torch.empty(0, self.config.vocab_size, dtype=torch.float32)
         # Only the rows that need logits go through the (large) output projection.
         last = x[torch.tensor(rows, dtype=torch.long)]  # [N, hidden]
-        logits = self.lm_head(rms_norm(last, self.output_norm, self.eps)).float()  # [N, vocab]
+        logits = self.lm_head(self.ops.rms_norm(last, self.output_norm, self.eps)).float()
+        # logits: [N, vocab]
         if self.spec.final_softcap is not None:
             cap = self.spec.final_softcap
             logits = torch.tanh(logits / cap) * cap
@@ -230,7 +231,8 @@ class DecoderLM(CausalLM):
     @torch.no_grad()
     def embed(self, batch: ForwardBatch, kv_cache: KVCache) -> torch.Tensor:
         """Mean of the output-normed hidden states of each chunk ``[num_chunks, hidden]``."""
-        x = rms_norm(self.hidden_states(batch, kv_cache), self.output_norm, self.eps).float()
+        x = self.ops.rms_norm(self.hidden_states(batch, kv_cache), self.output_norm,
+                              self.eps).float()
         return torch.stack([x[b:e].mean(0) for _, b, e in batch.iter_spans()])
 
 

@@ -35,27 +35,64 @@ ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 }
 
 
-class GatedMLP:
-    """``down(act(gate(x)) * up(x))``: the feed-forward of Llama, Qwen and Gemma."""
+class TorchLayerOps:
+    """:class:`~forge_kernel.interfaces.backend.LayerOps` in torch: what a model runs when its
+    backend offers no fused kernels. The arithmetic of the unfused forward pass, op for op (the
+    ``exact`` reference path depends on it), and nothing is updated in place."""
 
-    __slots__ = ("gate", "up", "down", "act", "gate_up")
+    __slots__ = ()
+
+    def rms_norm(self, x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+        return rms_norm(x, weight, eps)
+
+    def residual_norm(self, x: torch.Tensor, y: torch.Tensor, y_weight: torch.Tensor | None,
+                      weight: torch.Tensor | None,
+                      eps: float) -> tuple[torch.Tensor, torch.Tensor | None]:
+        # x, y: [T, D] -> (x + norm(y) [T, D], rms_norm of it or None)
+        x = x + (rms_norm(y, y_weight, eps) if y_weight is not None else y)
+        return x, rms_norm(x, weight, eps) if weight is not None else None
+
+    def qk_rope(self, q: torch.Tensor, k: torch.Tensor, q_weight: torch.Tensor | None,
+                k_weight: torch.Tensor | None, cos: torch.Tensor, sin: torch.Tensor,
+                eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+        # q: [T, H, D], k: [T, KV, D], cos/sin: [T, 1, D]
+        if q_weight is not None:
+            q = rms_norm(q, q_weight, eps)
+        if k_weight is not None:
+            k = rms_norm(k, k_weight, eps)
+        return apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+
+    def gated(self, gate: torch.Tensor, up: torch.Tensor, activation: str) -> torch.Tensor:
+        return ACTIVATIONS[activation](gate) * up
+
+
+TORCH_OPS = TorchLayerOps()
+
+
+class GatedMLP:
+    """``down(act(gate(x)) * up(x))``: the feed-forward of Llama, Qwen and Gemma; ``ops`` (a
+    backend's :class:`~forge_kernel.interfaces.backend.LayerOps`) computes ``act(g) * u``."""
+
+    __slots__ = ("gate", "up", "down", "activation", "gate_up", "ops")
 
     def __init__(self, gate: Callable, up: Callable, down: Callable, activation: str,
-                 gate_up=None) -> None:
+                 gate_up=None, ops=None) -> None:
         if activation not in ACTIVATIONS:
             raise ValueError(
                 f"unknown MLP activation {activation!r} (known: {sorted(ACTIVATIONS)})")
         self.gate, self.up, self.down = gate, up, down
-        self.act = ACTIVATIONS[activation]
+        self.activation = activation
         self.gate_up = gate_up
         """Optional :class:`~forge_plugin_models.fused.FusedProjection` of gate and up."""
+        self.ops = ops or TORCH_OPS
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         # x: [T, hidden] -> [T, intermediate] -> [T, hidden]
         if self.gate_up is not None and self.gate_up.intact(self.gate, self.up):
             g, u = self.gate_up(x)
-            return self.down(self.act(g) * u)
-        return self.down(self.act(self.gate(x)) * self.up(x))
+        else:
+            g, u = self.gate(x), self.up(x)
+        return self.down(self.ops.gated(g, u, self.activation))
 
 
 def rope_inv_freq(
