@@ -90,6 +90,13 @@ def forge_register_constraint_compilers(register: Register) -> None:
 
 
 @hookspec
+def forge_register_speculators(register: Register) -> None:
+    """Speculative decoding (:class:`~forge_kernel.interfaces.speculator.Speculator`);
+    ``factory(config, *, model, tokenizer, backend, kv_cache)``, named by the method
+    ``--speculative`` starts with (``ngram``, ``draft:MODEL``)."""
+
+
+@hookspec
 def forge_register_commands(cli: click.Group) -> None:
     """Add subcommands to ``forge`` (``@cli.command()``); import torch inside the command body
     so ``forge --help`` stays fast."""

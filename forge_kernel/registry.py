@@ -19,6 +19,7 @@ KINDS: dict[str, str] = {
     "model_architecture": "forge_register_model_architectures",
     "weight_loader": "forge_register_weight_loaders",
     "constraint": "forge_register_constraint_compilers",
+    "speculator": "forge_register_speculators",
 }
 """Extension kind -> the registration hook that fills it."""
 

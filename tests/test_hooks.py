@@ -58,6 +58,7 @@ REGISTRATION_HOOKS = {
     "forge_register_model_architectures": "model_architecture",
     "forge_register_weight_loaders": "weight_loader",
     "forge_register_constraint_compilers": "constraint",
+    "forge_register_speculators": "speculator",
 }
 
 

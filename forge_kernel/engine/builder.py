@@ -17,6 +17,8 @@ PLUGIN_FOR = {
     ("kv_cache", "paged"): "forge-plugin-kv-paged",
     ("kv_cache", "naive"): "forge-plugin-kv-naive",
     ("scheduler", "continuous"): "forge-plugin-scheduler",
+    ("speculator", "ngram"): "forge-plugin-speculative",
+    ("speculator", "draft"): "forge-plugin-speculative",
 }
 """Which distribution provides the built-in names (for "install X" hints)."""
 
@@ -50,15 +52,6 @@ def _create(kind: str, name: str, *args, **kwargs):
         if dist is None:
             raise
         raise MissingPluginError(f"{exc}; install it with: pip install {dist}") from None
-
-
-def _plugin(name: str, dist: str):
-    """A loaded plugin module that the engine calls directly (no extension kind of its own)."""
-    plugin = get_host().pm.get_plugin(name)
-    if plugin is None:
-        raise MissingPluginError(f"this setting needs the {name!r} plugin, which is not installed "
-                                 f"or not enabled; install it with: pip install {dist}")
-    return plugin
 
 
 DEFAULT_KV_CACHE = "paged"
@@ -176,8 +169,9 @@ def _build(config: EngineConfig | None) -> LLMEngine:
     scheduler = _create("scheduler", config.scheduler, sched_config, kv_cache)
     speculator = None
     if config.speculative:
-        speculator = _plugin("speculative", "forge-plugin-speculative").build_speculator(
-            config, model=model, tokenizer=source.tokenizer, backend=backend, kv_cache=kv_cache)
+        method = str(config.speculative).partition(":")[0].strip()
+        speculator = _create("speculator", method, config, model=model,
+                             tokenizer=source.tokenizer, backend=backend, kv_cache=kv_cache)
     return LLMEngine(model, source.tokenizer, kv_cache, scheduler, max_model_len=max_model_len,
                      model_name=config.model_name, metadata=dict(source.metadata), config=config,
                      speculator=speculator)

@@ -30,6 +30,7 @@ from forge_kernel.interfaces.constraint import compile_constraint
 from forge_kernel.interfaces.kv_cache import KVCache
 from forge_kernel.interfaces.model import CausalLM
 from forge_kernel.interfaces.scheduler import ScheduledChunk, Scheduler
+from forge_kernel.interfaces.speculator import Speculator
 from forge_kernel.interfaces.tokenizer import Tokenizer
 
 Event = tuple[str, "CompletionDelta | RequestFailed"]
@@ -45,7 +46,7 @@ class LLMEngine:
     def __init__(self, model: CausalLM, tokenizer: Tokenizer, kv_cache: KVCache,
                  scheduler: Scheduler, *, max_model_len: int, model_name: str = "model",
                  metadata: dict[str, Any] | None = None, config: Any = None,
-                 speculator: Any = None) -> None:
+                 speculator: Speculator | None = None) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.kv_cache = kv_cache
@@ -55,9 +56,8 @@ class LLMEngine:
         self.metadata = metadata or {}
         self.config = config
         self.speculator = speculator
-        """Speculative decoding (forge-plugin-speculative): ``propose(engine, chunks)`` drafts
-        tokens before the forward pass, ``verify(engine, rows, logits, drafts)`` takes the
-        drafted rows out of the sampling, ``counts()`` feeds :class:`EngineStats`."""
+        """Speculative decoding (``--speculative``): drafts before the forward pass, verifies
+        the drafted rows after it (:meth:`step`)."""
         self.vocab_size = int(model.config.vocab_size)
         self._requests: dict[str, Request] = {}
         self._by_seq: dict[int, tuple[Request, SeqState]] = {}

@@ -1,21 +1,25 @@
-"""Entry point of forge-plugin-speculative.
-
-The engine builder calls :func:`build_speculator` of this (registered) module when
-``EngineConfig.speculative`` is set, so the plugin follows ``--plugins`` /
-``FORGE_DISABLE_PLUGINS`` like any other; the speculator is then held by the engine and runs
-inside every step, without hook dispatch.
+"""Entry point of forge-plugin-speculative: the ``ngram`` and ``draft`` speculators
+(``forge_register_speculators``). The engine builder creates the one ``EngineConfig.speculative``
+names; the engine then holds it and calls it inside every step, without hook dispatch.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from forge_kernel import hookimpl
 from forge_kernel.errors import ConfigError
 
 if TYPE_CHECKING:  # torch: imported when a speculator is built, not when plugins are discovered
     from forge_plugin_speculative.speculator import Speculator
 
 METHODS = "ngram, or draft:MODEL (a model with the same tokenizer)"
+
+
+@hookimpl
+def forge_register_speculators(register) -> None:
+    register("ngram", build_speculator)
+    register("draft", build_speculator)
 
 
 def build_speculator(config: Any, *, model: Any, tokenizer: Any, backend: Any,

@@ -27,12 +27,13 @@ import torch
 
 from forge_kernel.engine.sampler import SamplingRow
 from forge_kernel.interfaces.scheduler import ScheduledChunk
+from forge_kernel.interfaces.speculator import Speculator as SpeculatorInterface
 from forge_plugin_speculative.draft_model import DraftModelProposer
 from forge_plugin_speculative.ngram import NgramProposer
 from forge_plugin_speculative.verify import row_logprobs, verify_row
 
 
-class Speculator:
+class Speculator(SpeculatorInterface):
     """Drafts with ``proposer`` (n-gram or draft model), at most ``num_speculative_tokens``
     tokens per row and step."""
 

@@ -49,7 +49,7 @@ def test_serve_with_ngram_speculation(tmp_path, monkeypatch):
         assert _metric(text, "forge_spec_decode_accepted_tokens_total") > 0
         assert _metric(text, "forge_spec_decode_tokens_per_step") > 1.0
         bad = start_server_error(tmp_path)
-        assert "unknown speculative method" in bad
+        assert "no speculator named 'bogus' (available: draft, ngram)" in bad
     finally:
         assert server.stop() == 0, server.log()
 
