@@ -1,14 +1,8 @@
-"""KV-cache managers: who owns key/value memory, and attention over it.
-
-A cache plays two roles with one object:
-
-* **allocation** (called by the scheduler, token-granular): ``can_allocate``, ``allocate``,
-  ``free``, ``fork``, ``match_prefix``;
-* **data path**: the engine calls :meth:`KVCache.begin_step` once per step, then the model
-  calls :meth:`KVCache.attend` once per layer: it writes the step's keys/values and returns
-  attention output. The cache owns the memory layout, so it owns the attention read: a paged
-  cache reads its blocks in place, a contiguous cache its rows. Then the engine calls
-  :meth:`KVCache.commit`.
+"""KV-cache managers: who owns key/value memory, and attention over it. One object plays two
+roles: **allocation**, called by the scheduler (``can_allocate``, ``allocate``, ``free``,
+``fork``, ``match_prefix``), and the **data path**: :meth:`KVCache.begin_step` once per step,
+:meth:`KVCache.attend` once per layer (the cache owns the layout, so it owns the attention
+read), then :meth:`KVCache.commit`.
 """
 
 from __future__ import annotations

@@ -1,22 +1,7 @@
-"""Quantizers: rewrite a model's weights in a smaller format.
-
-``forge quantize SOURCE --method NAME`` resolves ``SOURCE`` to a path (a model file or directory,
-which the quantizer opens itself, e.g. with ``forge_kernel.modeling.open_model_source``) and
-calls the quantizer registered as ``NAME`` (``forge_register_quantizers``)::
-
-    quantizer.quantize(source, output, qtype=None, progress=None, **options)
-
-* ``qtype``: a name from :attr:`Quantizer.types` (``Q4_K_M``), or ``None`` for the quantizer's
-  default (a bit-width-driven quantizer such as EXL2 may take ``bpw`` instead).
-* ``progress(done, total)``: called after each tensor; ``done == total`` at the end.
-* ``options``: only the names in :data:`OPTIONS`, and only those the quantizer lists in
-  :attr:`Quantizer.options`; anything else is refused with a
-  :class:`~forge_kernel.errors.QuantizerOptionError`
-  that names the option and what the quantizer accepts (call :meth:`Quantizer.check_options`
-  first thing in ``quantize``). An option left at ``None`` counts as not given.
-
-The output appears atomically (a temporary next to it, then a rename): after an error or an
-interrupt there is no file or directory at ``output``.
+"""Quantizers: rewrite a model's weights in a smaller format (``forge quantize SOURCE --method
+NAME``; the contract in full: docs/plugins/interfaces.md). Options are only the names in
+:data:`OPTIONS` the quantizer lists in :attr:`Quantizer.options` (:meth:`Quantizer.check_options`
+refuses the rest); the output appears atomically (a temporary next to it, then a rename).
 """
 
 from __future__ import annotations
