@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import torch
 
 from forge_kernel.engine.stop import StopChecker
-from forge_kernel.engine.types import SamplingParams, TokenLogprob
+from forge_kernel.engine.types import SamplingParams
 from forge_kernel.errors import InvalidRequest, KVCacheFull
 from forge_kernel.interfaces.constraint import Constraint
 from forge_kernel.interfaces.kv_cache import KVCache
@@ -208,5 +208,3 @@ def make_request(request_id: str, prompt_ids: list[int], params: SamplingParams,
         seqs.append(state)
     return Request(request_id, list(prompt_ids), params, seqs)
 
-
-__all__ = ["Request", "SeqState", "TokenLogprob", "make_request", "validate"]
