@@ -114,10 +114,12 @@ def _coerce(key: str, value: Any, hint: Any, from_text: bool, where: str) -> Any
 
 
 def forge_home() -> Path:
+    """``$FORGE_HOME``, else ``~/.forge``: where the config file, models and runs live."""
     return Path(os.environ.get("FORGE_HOME") or Path.home() / ".forge").expanduser()
 
 
 def config_file() -> Path | None:
+    """``$FORGE_CONFIG`` (which must exist), else the first ``$FORGE_HOME/config.*``."""
     explicit = os.environ.get("FORGE_CONFIG")
     if explicit:
         path = Path(explicit).expanduser()

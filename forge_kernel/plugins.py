@@ -111,6 +111,7 @@ class PluginHost:
         self.pm.subset_hook_caller(hook_name, remove_plugins=others)(**kwargs)
 
     def unregister(self, name: str) -> None:
+        """Remove plugin ``name`` and everything it registered."""
         plugin = self.pm.get_plugin(name)
         if plugin is not None:
             self.pm.unregister(plugin, name=name)
@@ -132,6 +133,7 @@ class PluginHost:
         return status
 
     def hooks_of(self, name: str) -> list[str]:
+        """The hooks plugin ``name`` implements, sorted."""
         plugin = self.pm.get_plugin(name)
         callers = self.pm.get_hookcallers(plugin) if plugin is not None else None
         return sorted(caller.name for caller in callers or [])

@@ -26,6 +26,8 @@ KINDS: dict[str, str] = {
 
 @dataclass(slots=True, frozen=True)
 class Implementation:
+    """One registered factory of one kind."""
+
     kind: str
     name: str
     factory: Callable[..., Any]
@@ -58,12 +60,14 @@ class Registry:
                 del items[name]
 
     def names(self, kind: str) -> list[str]:
+        """The registered names of ``kind``, sorted."""
         return sorted(self._items[kind])
 
     def implementations(self, kind: str) -> list[Implementation]:
         return [self._items[kind][name] for name in self.names(kind)]
 
     def get(self, kind: str, name: str) -> Implementation:
+        """The implementation ``name``; :class:`UnknownImplementationError` lists the others."""
         try:
             return self._items[kind][name]
         except KeyError:

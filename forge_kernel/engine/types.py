@@ -45,6 +45,8 @@ class SamplingParams:
 
 @dataclass(slots=True)
 class TokenLogprob:
+    """A sampled token's log-probability under the raw logits, and the top ``k`` alternatives."""
+
     token_id: int
     logprob: float
     top: list[tuple[int, float]] = field(default_factory=list)
@@ -52,6 +54,9 @@ class TokenLogprob:
 
 @dataclass(slots=True)
 class Usage:
+    """Token counts of a finished request (``cached_tokens``: prompt tokens the prefix cache
+    supplied)."""
+
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_tokens: int = 0

@@ -13,6 +13,8 @@ if TYPE_CHECKING:
 
 
 class SequenceStatus(enum.Enum):
+    """Where a :class:`Sequence` is: queued, in the running batch, or done."""
+
     WAITING = "waiting"
     RUNNING = "running"
     FINISHED = "finished"
@@ -84,6 +86,8 @@ class SchedulerConfig:
 
 @dataclass(slots=True)
 class ScheduledChunk:
+    """One sequence's share of a step."""
+
     seq: Sequence
     num_tokens: int
     """Tokens of ``seq`` to compute this step, starting at ``seq.num_computed_tokens``."""
@@ -91,6 +95,8 @@ class ScheduledChunk:
 
 @dataclass(slots=True)
 class SchedulerOutput:
+    """What :meth:`Scheduler.schedule` decided for one step."""
+
     chunks: list[ScheduledChunk] = field(default_factory=list)
     preempted: list[Sequence] = field(default_factory=list)
     """Sequences evicted this step (their KV freed; they will be recomputed)."""
@@ -136,14 +142,18 @@ class Scheduler(ABC):
         """Drop a sequence wherever it is (waiting or running) and free its KV. Idempotent."""
 
     @abstractmethod
-    def num_waiting(self) -> int: ...
+    def num_waiting(self) -> int:
+        """Sequences queued, not yet running (preempted ones included)."""
 
     @abstractmethod
-    def num_running(self) -> int: ...
+    def num_running(self) -> int:
+        """Sequences in the running batch."""
 
     def has_work(self) -> bool:
+        """Whether any sequence is waiting or running."""
         return self.num_waiting() + self.num_running() > 0
 
     @property
     @abstractmethod
-    def kv_cache(self) -> KVCache: ...
+    def kv_cache(self) -> KVCache:
+        """The cache this scheduler allocates from."""
