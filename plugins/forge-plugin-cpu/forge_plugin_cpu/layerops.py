@@ -47,7 +47,7 @@ def _weight(w: torch.Tensor | None, dim: int, what: str) -> int:
     """Address of a norm weight ``[dim]`` (0 for None)."""
     if w is None:
         return 0
-    if w.dtype is not _F32 or w.shape != (dim,) or not w.is_contiguous():
+    if w.dtype is not _F32 or w.dim() != 1 or w.numel() != dim or not w.is_contiguous():
         raise ValueError(f"cpu layer ops: {what} must be contiguous float32 [{dim}], got "
                          f"{w.dtype} {tuple(w.shape)}")
     return w.data_ptr()
@@ -108,10 +108,12 @@ class CpuLayerOps:
         kv = k.shape[1]
         _heads(q, rows, hd, "q")
         _heads(k, rows, hd, "k")
-        for name, t in (("cos", cos), ("sin", sin)):
-            if t.dtype is not _F32 or t.numel() != rows * hd or not t.is_contiguous():
-                raise ValueError(f"cpu layer ops: {name} must be contiguous float32 "
-                                 f"[{rows}, 1, {hd}], got {t.dtype} {tuple(t.shape)}")
+        table = rows * hd
+        if (cos.dtype is not _F32 or sin.dtype is not _F32 or cos.numel() != table
+                or sin.numel() != table or not cos.is_contiguous() or not sin.is_contiguous()):
+            raise ValueError(f"cpu layer ops: cos and sin must be contiguous float32 "
+                             f"[{rows}, 1, {hd}], got {cos.dtype} {tuple(cos.shape)} and "
+                             f"{sin.dtype} {tuple(sin.shape)}")
         q_out, k_out = _empty(rows, heads, hd), _empty(rows, kv, hd)
         _layerops.qk_rope(q.data_ptr(), q.stride(0), heads, k.data_ptr(), k.stride(0), kv, hd,
                           _weight(q_weight, hd, "q norm weight"),

@@ -129,7 +129,7 @@ def test_bad_inputs_are_named(ops):
     with pytest.raises(ValueError, match="activation 'relu'"):
         ops.gated(x, x, "relu")
     cos, sin = rope_rows(2, 16)
-    with pytest.raises(ValueError, match="cos"):
+    with pytest.raises(ValueError, match="cos and sin"):
         ops.qk_rope(x.view(2, 1, 16), x.view(2, 1, 16), None, None, cos[:1], sin, EPS)
 
 

@@ -219,8 +219,9 @@ class DecoderLM(CausalLM):
         x = self.hidden_states(batch, kv_cache)
         if not rows:
             return torch.empty(0, self.config.vocab_size, dtype=torch.float32)
-        # Only the rows that need logits go through the (large) output projection.
-        last = x[torch.tensor(rows, dtype=torch.long)]  # [N, hidden]
+        # Only the rows that need logits go through the (large) output projection; rows are
+        # increasing, so as many as x has means all of them (every decode step).
+        last = x if len(rows) == x.shape[0] else x[torch.tensor(rows, dtype=torch.long)]
         logits = self.lm_head(self.ops.rms_norm(last, self.output_norm, self.eps)).float()
         # logits: [N, vocab]
         if self.spec.final_softcap is not None:

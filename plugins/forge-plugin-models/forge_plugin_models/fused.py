@@ -29,8 +29,9 @@ class FusedProjection:
         return all(a is b for a, b in zip(ops, self.parts, strict=True))
 
     def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        # x: [T, in] -> one [T, size] view per projection
-        return self.op(x).split(self.sizes, dim=-1)
+        # x: [T, in] -> one [T, size] view per projection (split_with_sizes: the C method,
+        # not Tensor.split's Python wrapper, ~1 us less on each of 36 calls per decode token)
+        return self.op(x).split_with_sizes(self.sizes, dim=-1)
 
 
 def build(backend, weights: list, biases: list) -> tuple[FusedProjection | None, list]:
