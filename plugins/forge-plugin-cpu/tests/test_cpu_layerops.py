@@ -137,3 +137,8 @@ def test_only_int8_precision_uses_them():
     assert isinstance(CpuBackend(threads=1, precision="int8").layer_ops, layerops.CpuLayerOps)
     exact = CpuBackend(threads=1, precision="exact")
     assert exact.layer_ops is None and "fused C" not in exact.describe()
+
+
+def test_without_the_extension_the_backend_offers_none(monkeypatch):
+    monkeypatch.setattr(layerops, "AVAILABLE", False)
+    assert CpuBackend(threads=1, precision="int8").layer_ops is None
