@@ -23,7 +23,7 @@ from forge_kernel.engine.attention import grouped_attention
 from forge_kernel.errors import KVCacheFull
 from forge_kernel.interfaces.batch import ForwardBatch
 from forge_kernel.interfaces.kv_cache import KVCache, KVCacheConfig, KVCacheSpec
-from forge_plugin_kv_paged.attention import paged_decode
+from forge_plugin_kv_paged.attention import paged_decode, write_rows
 from forge_plugin_kv_paged.block_manager import BlockPool
 from forge_plugin_kv_paged.prefix_cache import ROOT_HASH, PrefixCache
 
@@ -51,6 +51,8 @@ class _StepPlan:
     decode_tables: np.ndarray  # [B, M] int32
     decode_lens: np.ndarray  # [B] int32
     prefills: list[tuple[int, int, int, int, torch.Tensor]]  # (begin, end, start, stop, blocks)
+    all_decode: bool
+    """Every row of the batch is a decode row, in order: attention writes the output directly."""
 
 
 class PagedKVCache(KVCache):
@@ -83,10 +85,11 @@ class PagedKVCache(KVCache):
         # block are never committed, so resident memory follows use, within the budget.
         self.k = torch.empty(shape, dtype=spec.dtype, device=spec.device)
         self.v = torch.empty(shape, dtype=spec.dtype, device=spec.device)
+        self._layers = list(zip(self.k.unbind(0), self.v.unbind(0), strict=True))  # views
         self._seqs: dict[int, _SeqBlocks] = {}
         self._plan: _StepPlan | None = None
-        # The numba kernel reads float32 CPU memory in place; other dtypes take the gather path.
-        self._numba = spec.dtype == torch.float32 and str(spec.device) == "cpu"
+        # The decode kernels read float32 CPU memory in place; other dtypes take the gather path.
+        self._in_place = spec.dtype == torch.float32 and str(spec.device) == "cpu"
 
     @property
     def supports_prefix_caching(self) -> bool:
@@ -261,14 +264,14 @@ class PagedKVCache(KVCache):
         return state, state.blocks[:-(-stop // bs)], stop
 
     def _plan_step(self, batch: ForwardBatch) -> _StepPlan:
+        # Plain Python ints for the slots and tables: a decode step has one position per
+        # sequence, where a torch op per chunk cost more than the arithmetic.
         bs = self.block_size
         slots, rows, tables, lens, prefills = [], [], [], [], []
         for chunk, begin, end in batch.iter_spans():
             state, blocks, stop = self._writable_blocks(chunk)
-            table = torch.tensor(blocks, dtype=torch.long)
-            pos = torch.arange(chunk.start_pos, stop)
-            slots.append(table[pos // bs] * bs + pos % bs)
-            if self._numba and (chunk.num_tokens == 1 or chunk.num_logits == chunk.num_tokens):
+            slots.extend(blocks[p // bs] * bs + p % bs for p in range(chunk.start_pos, stop))
+            if self._in_place and (chunk.num_tokens == 1 or chunk.num_logits == chunk.num_tokens):
                 # Decode rows; a speculative chunk (logits at every token) too, one row per
                 # token at its own length, so each verified token gets bit for bit the
                 # attention a plain decode step gives it (greedy stays identical).
@@ -277,15 +280,17 @@ class PagedKVCache(KVCache):
                     tables.append(blocks)
                     lens.append(chunk.start_pos + j + 1)
             else:
+                table = torch.tensor(blocks, dtype=torch.long)
                 prefills.append((begin, end, chunk.start_pos, stop, table))
             state.written = max(state.written, stop)
         width = max((len(t) for t in tables), default=0)
         table_arr = np.zeros((len(tables), width), dtype=np.int32)
         for i, t in enumerate(tables):
             table_arr[i, :len(t)] = t
-        flat = torch.cat(slots) if slots else torch.empty(0, dtype=torch.long)
-        return _StepPlan(batch, flat, torch.tensor(rows, dtype=torch.long), table_arr,
-                         np.asarray(lens, dtype=np.int32), prefills)
+        return _StepPlan(batch, torch.tensor(slots, dtype=torch.long),
+                         torch.tensor(rows, dtype=torch.long), table_arr,
+                         np.asarray(lens, dtype=np.int32), prefills,
+                         not prefills and len(rows) == len(slots))
 
     def attend(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                batch: ForwardBatch, *, scale: float, sliding_window: int | None = None,
@@ -294,10 +299,12 @@ class PagedKVCache(KVCache):
         if plan is None or plan.batch is not batch:
             raise RuntimeError("paged KV cache: attend() for a batch begin_step() was not "
                                "called with (the engine calls it once per step)")
-        kl, vl = self.k[layer], self.v[layer]  # [NB, BS, KV, D]
+        kl, vl = self._layers[layer]  # [NB, BS, KV, D]
         heads, dim = self.spec.num_kv_heads, self.spec.head_dim
-        kl.view(-1, heads, dim).index_copy_(0, plan.slots, k.to(kl.dtype))
-        vl.view(-1, heads, dim).index_copy_(0, plan.slots, v.to(vl.dtype))
+        write_rows(kl, vl, k, v, plan.slots)
+        if plan.all_decode and q.dtype == torch.float32:  # a decode step: no gather, no scatter
+            return paged_decode(q, kl, vl, plan.decode_tables, plan.decode_lens, scale=scale,
+                                sliding_window=sliding_window, logit_softcap=logit_softcap)
         out = torch.empty_like(q)  # [T, H, D]
         if len(plan.decode_rows):
             qd = q.index_select(0, plan.decode_rows).float()  # [B, H, D]
