@@ -31,8 +31,7 @@ class EngineConfig:
     backend: str = "cpu"
     device: int | None = None
     """Device index for backends that have several (``--device N``: ``cuda:N``), passed to the
-    backend factory as ``device=``; ``None``: the backend's own default. The ``cpu`` backend
-    refuses any index but 0."""
+    backend factory as ``device=``; ``None``: the backend's own default."""
     kv_cache: str | None = None
     """KV-cache plugin name; ``None``: the backend's ``preferred_kv_cache`` (``cuda``:
     ``device-paged``), else ``paged``. The built engine's config holds the name used."""
@@ -45,9 +44,8 @@ class EngineConfig:
     num_blocks: int | None = None
     """KV-cache size in blocks; ``None`` sizes it from ``kv_memory_bytes``."""
     kv_memory_bytes: int | None = None
-    """KV-cache memory budget; ``None``: room for 4096 tokens (or ``max_model_len``, if larger)
-    of the model, at most 512 MiB (see :func:`~forge_kernel.engine.builder.default_kv_budget`).
-    ``num_blocks`` overrides both."""
+    """KV-cache memory budget (``num_blocks`` overrides it); ``None``:
+    :func:`~forge_kernel.engine.builder.default_kv_budget`."""
     threads: int | None = None
     """Compute threads for the backend; ``None`` lets the backend choose."""
     max_model_len: int | None = None
@@ -63,10 +61,9 @@ class EngineConfig:
     num_speculative_tokens: int = 5
     """Most draft tokens per sequence and step (the draft length adapts below it)."""
     lora: str | None = None
-    """LoRA adapters served per request, ``name=PATH`` pairs separated by commas (``--lora``,
-    repeatable); PATH is a ``forge train`` run's adapter directory or any PEFT adapter
-    directory. Requests pick one with ``model: "<base>:<name>"`` (forge-plugin-train loads
-    them at start-up)."""
+    """LoRA adapters served per request, ``name=PATH,...`` (``--lora``, repeatable; a PEFT
+    adapter directory); forge-plugin-train loads them at start-up, requests pick one with
+    ``model: "<base>:<name>"``."""
 
 
 def require_backend(host: Any, command: str) -> None:

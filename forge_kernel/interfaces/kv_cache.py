@@ -103,8 +103,8 @@ class KVCache(ABC):
     def match_prefix(self, seq_id: int, token_ids: Sequence[int]) -> int:
         """Attach cached blocks matching a prefix of ``token_ids`` to a new ``seq_id``; return
         how many tokens need no recomputation (0 when prefix caching is off or nothing matches).
-        ``token_ids`` are the sequence's :attr:`~forge_kernel.interfaces.scheduler.Sequence.
-        prefix_keys` (they carry its LoRA adapter): hash and compare them as given."""
+        ``token_ids`` are the sequence's ``Sequence.prefix_keys`` (they carry its LoRA
+        adapter): hash and compare them as given."""
         return 0
 
     def commit(self, seq_id: int, token_ids: Sequence[int], num_computed: int) -> None:
