@@ -156,16 +156,26 @@ static int64_t scale_row_bytes(int F, int64_t K) {
 /* A tile of NN weight rows x TT tokens (lane accumulators to red[token - t0][row % NB]).
    Constant NN/TT/F let the compiler keep the accumulators in registers; every pair runs the same
    arithmetic in every variant. */
+/* Tile shapes (rows x tokens) and next-item prefetch, measured on the default model's matrices
+   (1 thread): decode streams one row at a time (2 or 4 interleaved rows: half the bandwidth, and
+   software prefetch only slows it); batches use 2 x 4 tiles (3 x 4 and 4 x 4 spill registers)
+   with the next 16 rows prefetched (LM head at 16 tokens 44 -> 39 ms; decode: slower).
+   tune() changes them for tests and benchmarks; every shape gives the same bits. */
+static int GEMV_NN = 1, TILE_NN = 2, TILE_TT = 4, PREFETCH = 1;
+
 static inline __attribute__((always_inline)) void tile(
     const int NN, const int TT, const int F, const uint8_t *W, const uint8_t *S, int64_t K,
     const int8_t *XQ, const int32_t *XC, const float *XS, const float *XM, float *red,
-    int64_t n0, int64_t t0) {
+    int64_t n0, int64_t t0, int pf) {
     const int64_t rowb = K / 64 * step_bytes(F), srow = scale_row_bytes(F, K);
     const int64_t ng = n_groups(F, K);
     const int sb = step_bytes(F);
     __m512 facc[4][4];
+#define FACC(i, j) facc[i][j]
+    /* the float accumulators live in red (L1): touched once a group, they leave the registers
+       to the int32 ones */
     _Pragma("GCC unroll 4") for (int i = 0; i < NN; i++)
-        _Pragma("GCC unroll 4") for (int j = 0; j < TT; j++) facc[i][j] = _mm512_setzero_ps();
+        _Pragma("GCC unroll 4") for (int j = 0; j < TT; j++) FACC(i, j) = _mm512_setzero_ps();
     int64_t k = 0, b0 = 0;
     for (int64_t gi = 0; gi < ng; gi++) {
         const int g = group_steps(F, (K - k) / 64), B = g * 16 / (block_cols(F) / 4);
@@ -175,26 +185,39 @@ static inline __attribute__((always_inline)) void tile(
             _Pragma("GCC unroll 4") for (int i = 0; i < NN; i++) acc[i][j] = c;
         }
         const uint8_t *wp = W + n0 * rowb + k / 64 * sb;
-        for (int s = 0; s < g; s++) {
-            __m512i w[4];
-            _Pragma("GCC unroll 4") for (int i = 0; i < NN; i++) w[i] = load_step(F, wp + i * rowb + s * sb);
-            _Pragma("GCC unroll 4") for (int j = 0; j < TT; j++) {
-                __m512i x = _mm512_loadu_si512(XQ + (t0 + j) * K + k + 64 * s);
-                _Pragma("GCC unroll 4") for (int i = 0; i < NN; i++)
-                    acc[i][j] = _mm512_dpbusd_epi32(acc[i][j], w[i], x);
-            }
+        /* a constant step count per group size: the accumulators then stay in their registers */
+#define STEPS(G)                                                                               \
+    for (int s = 0; s < G; s++) {                                                              \
+        __m512i w[4];                                                                          \
+        if (pf) /* the next work item's rows, while this one is computed */                   \
+            _Pragma("GCC unroll 4") for (int i = 0; i < NN; i++)                               \
+                _mm_prefetch((const char *)wp + (NB + i) * rowb + s * sb, _MM_HINT_T0);        \
+        _Pragma("GCC unroll 4") for (int i = 0; i < NN; i++)                                   \
+            w[i] = load_step(F, wp + i * rowb + s * sb);                                       \
+        _Pragma("GCC unroll 4") for (int j = 0; j < TT; j++) {                                 \
+            __m512i x = _mm512_loadu_si512(XQ + (t0 + j) * K + k + 64 * s);                   \
+            _Pragma("GCC unroll 4") for (int i = 0; i < NN; i++)                               \
+                acc[i][j] = _mm512_dpbusd_epi32(acc[i][j], w[i], x);                           \
+        }                                                                                      \
+    }
+        switch (g) {
+        case 8: STEPS(8) break;
+        case 4: STEPS(4) break;
+        case 2: STEPS(2) break;
+        default: STEPS(1)
         }
+#undef STEPS
         __m512 ws[4], wm[4];
         _Pragma("GCC unroll 4") for (int i = 0; i < NN; i++)
             ws[i] = group_scale(F, S + (n0 + i) * srow, K, b0, B, &wm[i]);
         _Pragma("GCC unroll 4") for (int j = 0; j < TT; j++) {
             __m512 sx = _mm512_loadu_ps(XS + ((t0 + j) * ng + gi) * 16);
             _Pragma("GCC unroll 4") for (int i = 0; i < NN; i++) {
-                facc[i][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[i][j]), _mm512_mul_ps(ws[i], sx),
-                                             facc[i][j]);
+                FACC(i, j) = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[i][j]), _mm512_mul_ps(ws[i], sx),
+                                             FACC(i, j));
                 if (F == F_Q4K)
-                    facc[i][j] = _mm512_fnmadd_ps(
-                        wm[i], _mm512_loadu_ps(XM + ((t0 + j) * ng + gi) * 16), facc[i][j]);
+                    FACC(i, j) = _mm512_fnmadd_ps(
+                        wm[i], _mm512_loadu_ps(XM + ((t0 + j) * ng + gi) * 16), FACC(i, j));
             }
         }
         k += 64 * g;
@@ -204,6 +227,7 @@ static inline __attribute__((always_inline)) void tile(
         _Pragma("GCC unroll 4") for (int j = 0; j < TT; j++)
             _mm512_store_ps(red + (j * NB + n0 % NB + i) * 16, facc[i][j]);
 }
+#undef FACC
 
 /* out[r] = the sum of the 16 lanes of v[r] for 16 vectors, each by the same tree: lanes i and
    i + 8, then i + 4, i + 2, i + 1 (transposed, ~3 instructions per sum instead of ~8). */
@@ -228,12 +252,14 @@ static inline __m512 reduce16(const float *v) {
 }
 
 typedef void (*tile_fn)(const uint8_t *, const uint8_t *, int64_t, const int8_t *,
-                        const int32_t *, const float *, const float *, float *, int64_t, int64_t);
+                        const int32_t *, const float *, const float *, float *, int64_t, int64_t,
+                        int);
 #define TILE(NN, TT, F)                                                                       \
     static void tile_##NN##_##TT##_##F(const uint8_t *W, const uint8_t *S, int64_t K,        \
                                        const int8_t *XQ, const int32_t *XC, const float *XS, \
-                                       const float *XM, float *red, int64_t n0, int64_t t0) { \
-        tile(NN, TT, F, W, S, K, XQ, XC, XS, XM, red, n0, t0);                                \
+                                       const float *XM, float *red, int64_t n0, int64_t t0,  \
+                                       int pf) {                                              \
+        tile(NN, TT, F, W, S, K, XQ, XC, XS, XM, red, n0, t0, pf);                            \
     }
 #define TILES_T(NN, F) TILE(NN, 1, F) TILE(NN, 2, F) TILE(NN, 3, F) TILE(NN, 4, F)
 #define TILES(F) TILES_T(1, F) TILES_T(2, F) TILES_T(3, F) TILES_T(4, F)
@@ -244,8 +270,6 @@ TILES(3)
 #define ROW_T(NN, F) {tile_##NN##_1_##F, tile_##NN##_2_##F, tile_##NN##_3_##F, tile_##NN##_4_##F}
 #define FORM_T(F) {ROW_T(1, F), ROW_T(2, F), ROW_T(3, F), ROW_T(4, F)}
 static const tile_fn TILE_FNS[F_COUNT][4][4] = {FORM_T(0), FORM_T(1), FORM_T(2), FORM_T(3)};
-
-static int GEMV_NN = 1, TILE_NN = 4, TILE_TT = 4;
 
 static void gemm(const uint8_t *W, const uint8_t *S, int form, int64_t N, int64_t K,
                  const int8_t *XQ, const int32_t *XC, const float *XS, const float *XM,
@@ -261,7 +285,8 @@ static void gemm(const uint8_t *W, const uint8_t *S, int form, int64_t N, int64_
             if (n_end - item * NB < NB) memset(red, 0, sizeof(red)); /* unused rows: sum 0 */
             for (int64_t n0 = item * NB; n0 < n_end; n0 += maxnn) {
                 int nn = n_end - n0 < maxnn ? (int)(n_end - n0) : maxnn;
-                TILE_FNS[form][nn - 1][tt - 1](W, S, K, XQ, XC, XS, XM, red, n0, t0);
+                TILE_FNS[form][nn - 1][tt - 1](W, S, K, XQ, XC, XS, XM, red, n0, t0,
+                                               PREFETCH && T > 2 && t0 == 0 && item + 1 < items);
             }
             const __mmask16 keep = (__mmask16)((1u << (n_end - item * NB)) - 1);
             for (int j = 0; j < tt; j++)
@@ -329,10 +354,10 @@ static PyObject *py_linear(PyObject *self, PyObject *const *args, Py_ssize_t nar
 #endif
 }
 
-/* tune(gemv_rows, tile_rows, tile_tokens): the tile shapes (benchmarking only). */
+/* tune(gemv_rows, tile_rows, tile_tokens, prefetch=1): the tile shapes (tests, benchmarks). */
 static PyObject *py_tune(PyObject *self, PyObject *args) {
-    int a, b, c;
-    if (!PyArg_ParseTuple(args, "iii", &a, &b, &c)) return NULL;
+    int a, b, c, d = 1;
+    if (!PyArg_ParseTuple(args, "iii|i", &a, &b, &c, &d)) return NULL;
 #ifdef __AVX512VNNI__
     if (a < 1 || a > 4 || b < 1 || b > 4 || c < 1 || c > 4) {
         PyErr_SetString(PyExc_ValueError, "tune(): 1..4");
@@ -341,6 +366,7 @@ static PyObject *py_tune(PyObject *self, PyObject *args) {
     GEMV_NN = a;
     TILE_NN = b;
     TILE_TT = c;
+    PREFETCH = d != 0;
 #endif
     Py_RETURN_NONE;
 }
@@ -358,7 +384,7 @@ static PyObject *py_available(PyObject *self, PyObject *unused) {
 static PyMethodDef METHODS[] = {
     {"linear", (PyCFunction)(void (*)(void))py_linear, METH_FASTCALL,
      "linear(x, T, K, w, scale, form, N, out, threads): int8-activation product (addresses)"},
-    {"tune", py_tune, METH_VARARGS, "tune(gemv_rows, tile_rows, tile_tokens)"},
+    {"tune", py_tune, METH_VARARGS, "tune(gemv_rows, tile_rows, tile_tokens, prefetch=1)"},
     {"available", py_available, METH_NOARGS, "True when the VNNI kernel can run here"},
     {NULL, NULL, 0, NULL}};
 
