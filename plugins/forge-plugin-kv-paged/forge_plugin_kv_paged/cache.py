@@ -27,6 +27,10 @@ from forge_plugin_kv_paged.attention import paged_decode, write_rows
 from forge_plugin_kv_paged.block_manager import BlockPool
 from forge_plugin_kv_paged.prefix_cache import ROOT_HASH, PrefixCache
 
+PREFILL_QUERY_BLOCK = 128
+"""Prefill queries per attention call: smaller blocks skip more masked keys but each call costs a
+few torch ops (of 512 queries' full score matrix 128 computes 62%, 64 56%: measured no faster)."""
+
 
 @dataclass(slots=True)
 class _SeqBlocks:
@@ -318,7 +322,14 @@ class PagedKVCache(KVCache):
                 lo = max(0, start - sliding_window + 1) // bs * bs  # whole blocks only
             keys = kl[table[lo // bs:]].reshape(-1, heads, dim)[:stop - lo]  # [S, KV, D]
             values = vl[table[lo // bs:]].reshape(-1, heads, dim)[:stop - lo]
-            out[begin:end] = grouped_attention(q[begin:end], keys, values, start, key_pos0=lo,
-                                               scale=scale, sliding_window=sliding_window,
+            # Causal: the queries of a block see no key past their last position, so each
+            # block gets only the keys up to it (what it would mask anyway): a long chunk
+            # computes ~(1 + 1/blocks) / 2 of the full score matrix.
+            for b0 in range(begin, end, PREFILL_QUERY_BLOCK):
+                b1 = min(end, b0 + PREFILL_QUERY_BLOCK)
+                seen = start + b1 - begin - lo  # keys at positions < the block's last + 1
+                out[b0:b1] = grouped_attention(q[b0:b1], keys[:seen], values[:seen],
+                                               start + b0 - begin, key_pos0=lo, scale=scale,
+                                               sliding_window=sliding_window,
                                                logit_softcap=logit_softcap)
         return out
