@@ -1,8 +1,5 @@
 """forge-kernel: a minimal LLM kernel whose every feature is an installable plugin.
-
-Importing this package is cheap: it never imports torch. Heavy modules (the engine, interfaces that
-mention tensors) are imported by the code paths that need them.
-"""
+Importing it never imports torch."""
 
 from forge_kernel.markers import PROJECT_NAME, hookimpl, hookspec
 

@@ -1,12 +1,5 @@
-"""Configuration: defaults < file < environment (``FORGE_*``) < command-line flags.
-
-The file is ``$FORGE_CONFIG`` or ``$FORGE_HOME/config.{toml,yaml,yml,json}`` (``FORGE_HOME``
-defaults to ``~/.forge``). Top-level keys are :class:`ForgeConfig`'s fields and those of its
-:class:`~forge_kernel.engine.config.EngineConfig`, set by name everywhere (``max_batch_size``,
-``FORGE_MAX_BATCH_SIZE``, ``--max-batch-size``); tables are plugin sections. Loading never
-discovers plugins: the declared sections are passed in or come from the host already
-discovered (:func:`declare_sections`).
-"""
+"""Configuration: defaults < file < environment (``FORGE_*``) < command-line flags; file
+location and key naming: docs/architecture.md."""
 
 from __future__ import annotations
 

@@ -1,13 +1,5 @@
-"""Hook specifications of forge-kernel (reference: docs/plugins/hooks.md).
-
-* **Registration hooks** (``forge_register_*``) get a ``register(name, factory)`` callback and
-  run once per process, at discovery: register classes or factories, build nothing heavy. Two
-  plugins registering one name for one kind is an error naming both.
-* **Lifecycle hooks** (``forge_configure``, ``forge_startup``, ``forge_shutdown``) run around
-  ``forge serve``.
-
-No hook is called per token: the engine resolves implementations once and holds the objects.
-"""
+"""Hook specifications of forge-kernel (reference: docs/plugins/hooks.md). No hook is called per
+token: the engine resolves implementations once and holds the objects."""
 
 from __future__ import annotations
 

@@ -1,8 +1,5 @@
-"""Structured logging (structlog) to stderr: readable on a terminal, JSON lines otherwise.
-
-Request ids are bound through context variables (:func:`bind_request_id`), so every log line
-emitted while serving a request carries it without being passed around.
-"""
+"""Structured logging (structlog) to stderr: readable on a terminal, JSON lines otherwise; request
+ids are bound through context variables (:func:`bind_request_id`)."""
 
 from __future__ import annotations
 

@@ -1,10 +1,5 @@
-"""Plugin discovery through the ``forge_kernel`` entry-point group, once per process.
-
-Selection happens before a plugin is imported: ``FORGE_PLUGINS`` (or ``--plugins``) is an
-allow-list, ``FORGE_DISABLE_PLUGINS`` a block-list; names match the entry point or the
-distribution. A plugin that fails to load is rolled back, reported on one line and skipped,
-unless it was asked for by name or ``FORGE_PLUGINS_STRICT=1`` (then it is an error).
-"""
+"""Plugin discovery through the ``forge_kernel`` entry-point group, once per process; selection
+and failure rules: docs/architecture.md."""
 
 from __future__ import annotations
 

@@ -1,10 +1,5 @@
-"""The ``forge serve`` lifecycle, in order (:func:`serve`): configuration -> ``--plugins``
-restriction -> ``forge_configure`` -> engine build -> ``forge_startup`` -> :func:`build_app`
--> uvicorn -> on SIGTERM/SIGINT abort in-flight requests -> ``forge_shutdown``.
-
-FastAPI and uvicorn are not kernel dependencies (the endpoint plugins bring them): they are
-imported only here, when serving.
-"""
+"""The ``forge serve`` lifecycle (:func:`serve`), in the order docs/architecture.md lists; FastAPI
+and uvicorn are imported only here."""
 
 from __future__ import annotations
 

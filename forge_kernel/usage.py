@@ -1,10 +1,5 @@
-"""Per-request token accounting shared by endpoints and middlewares.
-
-An endpoint calls :func:`report_usage` once a generation finishes. A middleware that meters
-tokens (rate limits, metrics) wraps the request in :func:`usage_listener` to receive those
-reports. Context variables carry the listener from the middleware down to the endpoint code in
-the same request task, so neither needs to know the other.
-"""
+"""Per-request token accounting: endpoints :func:`report_usage`, metering middlewares listen with
+:func:`usage_listener` (docs/architecture.md)."""
 
 from __future__ import annotations
 

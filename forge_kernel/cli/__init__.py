@@ -1,9 +1,4 @@
-"""The ``forge`` command line.
-
-Built-in commands are imported lazily (``forge --help`` never imports torch); plugins add or
-replace commands through ``forge_register_commands``. Commands whose plugin is not installed
-are listed anyway and say what to install.
-"""
+"""The ``forge`` command line: lazy built-ins plus plugin commands (docs/architecture.md)."""
 
 from __future__ import annotations
 

@@ -1,10 +1,5 @@
-""":class:`AsyncEngine`: the engine every endpoint uses.
-
-One background thread owns the :class:`LLMEngine` and runs its loop (torch releases the GIL
-during compute, so the event loop stays responsive). Endpoints talk to it through a thread-safe
-command queue (add, abort, embed); each step's events are handed back to the event loop in one
-``call_soon_threadsafe`` call and routed to per-request ``asyncio.Queue`` objects.
-"""
+""":class:`AsyncEngine`: the engine every endpoint uses; one background thread runs the
+:class:`LLMEngine` loop (docs/architecture.md)."""
 
 from __future__ import annotations
 

@@ -1,13 +1,5 @@
-"""Grouped causal attention: the reference semantics every KV cache implements.
-
-* causal: the query at absolute position ``p`` sees keys at positions ``<= p``;
-* ``sliding_window=w``: it sees only positions ``> p - w`` (the last ``w``, itself included);
-* ``logit_softcap=c``: scores become ``c * tanh(scores / c)`` before masking and softmax;
-* grouped-query attention: query head ``h`` reads kv head ``h // (num_heads // num_kv_heads)``.
-
-The ``naive`` and ``paged`` caches run :func:`grouped_attention` over a sequence's keys for
-prefill chunks (and the paged cache's numba decode kernel is tested against it).
-"""
+"""Grouped causal attention (GQA, sliding window, soft-cap): the reference semantics every KV
+cache implements (docs/architecture.md)."""
 
 from __future__ import annotations
 

@@ -1,9 +1,5 @@
-"""The engine loop: request -> scheduler -> model -> sampler -> output, one step at a time.
-
-:class:`LLMEngine` is single-threaded; :class:`forge_kernel.engine.async_engine.AsyncEngine`
-drives it from one background thread. Every implementation (model, KV cache, scheduler) was
-resolved by name at build time: nothing here dispatches through plugin hooks per token.
-"""
+"""The engine loop: request -> scheduler -> model -> sampler -> output, one step at a time
+(docs/architecture.md). Nothing here dispatches plugin hooks per token."""
 
 from __future__ import annotations
 

@@ -1,12 +1,5 @@
-"""Turn a step's logits into next tokens, one row per sequence, with each row's settings.
-
-Per row, in order (as vLLM / Hugging Face): constraint mask (disallowed tokens ``-inf``),
-``logit_bias``, ``min_tokens`` (EOS and stop ids masked), repetition penalty (HF semantics,
-prompt + output), presence/frequency penalties (OpenAI semantics, output only), then greedy at
-temperature 0, else temperature, top-k, top-p, min-p and a draw from the row's own generator
-(so a seeded request samples the same text whatever else is in the batch). Logprobs are the
-log-softmax of the *raw* logits, as OpenAI reports them.
-"""
+"""Turn a step's logits into next tokens, one row per sequence with its own settings; the order
+of the steps is in docs/architecture.md. Logprobs are the log-softmax of the *raw* logits."""
 
 from __future__ import annotations
 

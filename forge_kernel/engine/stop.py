@@ -1,13 +1,5 @@
-"""Per-sequence output: incremental detokenization and stop conditions.
-
-Stop strings are never leaked: while streaming, text that could still turn out to be the start of
-a stop string is held back until the next tokens resolve it. Because every possible stop-string
-prefix at the end of the text is held back, a stop string that spans several tokens is always
-found inside the held-back buffer, never in text already sent.
-
-Finish reasons: ``"stop"`` (EOS, a stop token id or a stop string; the stop text itself is not
-emitted), ``"length"`` (``max_tokens`` reached or the context is full).
-"""
+"""Per-sequence output: incremental detokenization and stop conditions; stop strings never leak
+(docs/architecture.md)."""
 
 from __future__ import annotations
 

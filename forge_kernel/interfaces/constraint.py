@@ -1,11 +1,5 @@
-"""Token constraints: structured output (JSON schema, regex, choice, grammar) as per-step masks.
-
-A request's :class:`ConstraintSpec` is compiled once, when the engine validates the request (a
-bad schema is a 400, not a broken stream), by a registered :class:`ConstraintCompiler`; each
-choice gets its own :class:`Constraint`, which the sampler asks for a mask and feeds the
-sampled token (docs/structured-output.md). Mask: ``int32 [ceil(vocab_size / 32)]``, token
-``t`` allowed when bit ``t % 32`` of word ``t // 32`` is set (as xgrammar and llguidance fill).
-"""
+"""Token constraints: structured output as per-step masks (docs/plugins/interfaces.md,
+docs/structured-output.md)."""
 
 from __future__ import annotations
 

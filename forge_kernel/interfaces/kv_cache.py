@@ -1,9 +1,5 @@
-"""KV-cache managers: who owns key/value memory, and attention over it. One object plays two
-roles: **allocation**, called by the scheduler (``can_allocate``, ``allocate``, ``free``,
-``fork``, ``match_prefix``), and the **data path**: :meth:`KVCache.begin_step` once per step,
-:meth:`KVCache.attend` once per layer (the cache owns the layout, so it owns the attention
-read), then :meth:`KVCache.commit`.
-"""
+"""KV-cache managers: allocation (called by the scheduler) and the data path (``begin_step``,
+``attend`` per layer, ``commit``); docs/plugins/interfaces.md."""
 
 from __future__ import annotations
 

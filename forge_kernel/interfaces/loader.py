@@ -1,17 +1,5 @@
-"""Weight loaders: a model file becomes a :class:`ModelSource` (config, tokenizer, tensors).
-
-**Canonical tensor conventions** (every loader converts to these, every architecture relies on
-them):
-
-* names are GGUF-style: ``token_embd.weight``, ``blk.{i}.attn_q.weight``,
-  ``blk.{i}.ffn_down.weight``, ``output_norm.weight``, ``output.weight`` (absent when
-  embeddings are tied);
-* matrices are ``[out_features, in_features]`` (torch ``nn.Linear`` order);
-* query/key projections are in Hugging Face layout (rotary embedding applied with "rotate half");
-  the GGUF loader undoes llama.cpp's q/k permutation for Llama-family files;
-* Gemma RMSNorm weights already include the ``+1`` offset (the GGUF convention); the safetensors
-  loader adds it.
-"""
+"""Weight loaders: a model file becomes a :class:`ModelSource`; the canonical tensor conventions
+every loader converts to are in docs/plugins/interfaces.md."""
 
 from __future__ import annotations
 

@@ -1,8 +1,5 @@
-"""Quantizers: rewrite a model's weights in a smaller format (``forge quantize SOURCE --method
-NAME``; the contract in full: docs/plugins/interfaces.md). Options are only the names in
-:data:`OPTIONS` the quantizer lists in :attr:`Quantizer.options` (:meth:`Quantizer.check_options`
-refuses the rest); the output appears atomically (a temporary next to it, then a rename).
-"""
+"""Quantizers: rewrite a model's weights in a smaller format (``forge quantize``); contract:
+docs/plugins/interfaces.md."""
 
 from __future__ import annotations
 
