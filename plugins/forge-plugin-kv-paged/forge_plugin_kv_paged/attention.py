@@ -5,12 +5,14 @@ table (no gather), float32, exact softmax, sliding window and logit soft-capping
 attention (query head ``h`` reads kv head ``h // groups``). Two implementations:
 
 * ``c`` (``_paged_attn``, compiled at install time with the machine's compiler, -O3
-  -march=native): split-K over chunks of 64 positions per (sequence, kv head), run on the
+  -march=native): split-K over chunks of 128 positions per (sequence, kv head), run on the
   OpenMP threads, merged in a fixed order: a row's bits depend neither on its batch nor on
   the thread count, and one long sequence still uses every thread.
 * ``numba`` (fallback: no compiler at install time, head_dim not a multiple of 16):
   :mod:`forge_plugin_kv_paged.attention_numba`, imported only then (numba costs ~65 MB of
   resident memory and start-up time).
+
+:func:`write_rows` stores a step's new keys/values of one layer (one compiled call).
 
 Prefill chunks (and decode for dtypes these kernels cannot read, bf16/fp16) gather the
 sequence's blocks and run the kernel's reference

@@ -1,5 +1,5 @@
 """Paged-cache specifics: block granularity, copy-on-write fork, prefix caching and eviction,
-the numba decode kernel and the non-float32 fallback."""
+the decode kernel and the non-float32 fallback."""
 
 from __future__ import annotations
 
