@@ -50,15 +50,11 @@ class KVCache(ABC):
 
     name: str
     supports_prefix_caching: bool = False
-    """Whether :meth:`match_prefix` can return cached tokens (and :meth:`commit` publishes
-    them). The engine then holds back choices 1..n-1 of a request until choice 0's prompt is
-    cached, so the prompt is computed once."""
+    """Whether :meth:`match_prefix` can return cached tokens (:meth:`commit` publishes them)."""
     supports_fork: bool = False
-    """Whether :meth:`fork` works; when it does (and the scheduler accepts forked sequences)
-    the engine forks choices 1..n-1 from choice 0 instead of recomputing the prompt."""
+    """Whether :meth:`fork` works (the engine then forks choices 1..n-1 from choice 0)."""
     supports_truncate: bool = False
-    """Whether :meth:`truncate` works (speculative decoding needs it to drop the KV of
-    rejected draft tokens)."""
+    """Whether :meth:`truncate` works (speculative decoding needs it)."""
 
     # -- allocation -------------------------------------------------------------------------
     @abstractmethod
@@ -75,38 +71,29 @@ class KVCache(ABC):
 
     @abstractmethod
     def allocate(self, seq_id: int, total_tokens: int) -> None:
-        """Grow ``seq_id`` to hold ``total_tokens``.
-
-        Raises :class:`forge_kernel.errors.KVCacheFull` when it cannot."""
+        """Grow ``seq_id`` to hold ``total_tokens``; :class:`~forge_kernel.errors.KVCacheFull`
+        when it cannot."""
 
     @abstractmethod
     def free(self, seq_id: int) -> None:
         """Release everything ``seq_id`` holds. Idempotent; unknown ids are ignored."""
 
     def fork(self, parent_seq_id: int, child_seq_id: int) -> None:
-        """Make ``child`` share ``parent``'s cached tokens (copy-on-write where supported).
-        Raises :class:`~forge_kernel.errors.KVCacheFull` when there is no room; only called
-        when :attr:`supports_fork` is true."""
+        """Make ``child`` share ``parent``'s cached tokens; ``KVCacheFull`` when out of room."""
         raise NotImplementedError(f"{type(self).__name__} cannot fork sequences")
 
     def truncate(self, seq_id: int, num_tokens: int) -> None:
-        """Shrink ``seq_id`` to its first ``num_tokens`` tokens: later positions' KV is dropped
-        and their space freed, and the next write at ``num_tokens`` must not change what other
-        sequences or the prefix cache see. No-op when it holds no more; only called when
-        :attr:`supports_truncate` is true."""
+        """Keep ``seq_id``'s first ``num_tokens`` tokens and free the rest (isolation rules:
+        docs/plugins/interfaces.md)."""
         raise NotImplementedError(f"{type(self).__name__} cannot truncate sequences")
 
     def match_prefix(self, seq_id: int, token_ids: Sequence[int]) -> int:
-        """Attach cached blocks matching a prefix of ``token_ids`` to a new ``seq_id``; return
-        how many tokens need no recomputation (0 when prefix caching is off or nothing matches).
-        ``token_ids`` are the sequence's ``Sequence.prefix_keys`` (they carry its LoRA
-        adapter): hash and compare them as given."""
+        """Attach cached blocks matching a prefix of ``token_ids`` (``Sequence.prefix_keys``)
+        to a new ``seq_id``; return how many tokens need no recomputation."""
         return 0
 
     def commit(self, seq_id: int, token_ids: Sequence[int], num_computed: int) -> None:
-        """Tell the cache the first ``num_computed`` of ``token_ids`` (the prefix keys, as in
-        :meth:`match_prefix`) now have KV stored, so full blocks can be published for prefix
-        caching. Caches without prefix caching ignore it."""
+        """The first ``num_computed`` of ``token_ids`` (prefix keys) now have KV stored."""
         return None
 
     @abstractmethod
@@ -115,11 +102,8 @@ class KVCache(ABC):
 
     # -- data path --------------------------------------------------------------------------
     def begin_step(self, batch: ForwardBatch) -> None:
-        """Called by the engine once per step, before the model's forward pass; every
-        :meth:`attend` until the next call belongs to ``batch``. A cache prepares per-step work
-        shared by all layers here (write slots, block tables, copy-on-write of shared blocks);
-        raises :class:`~forge_kernel.errors.KVCacheFull` when a chunk writes past its
-        allocation. Default: nothing to prepare."""
+        """Once per step before the forward pass: prepare work shared by all layers for the
+        :meth:`attend` calls on ``batch`` (write slots, block tables, copy-on-write)."""
         return None
 
     @abstractmethod
@@ -135,7 +119,5 @@ class KVCache(ABC):
         sliding_window: int | None = None,
         logit_softcap: float | None = None,
     ) -> torch.Tensor:  # [T, num_heads, head_dim]
-        """Store this step's ``k``/``v`` for every chunk of ``batch`` at its positions, then
-        return causal attention of ``q`` over each sequence's cached plus new keys.
-        ``sliding_window`` limits each query to the last ``sliding_window`` positions
-        (inclusive of itself)."""
+        """Store ``k``/``v`` at each chunk's positions, then return causal attention of ``q``
+        over each sequence's cached plus new keys (semantics: engine/attention.py)."""

@@ -36,8 +36,7 @@ class Sequence:
     status: SequenceStatus = SequenceStatus.WAITING
     num_preemptions: int = 0
     cache_namespace: int = 0
-    """What the KV depends on besides the tokens: 0 the base model, ``k`` the ``k``-th LoRA
-    adapter loaded (KV of the same tokens differs per adapter)."""
+    """0: the base model, ``k``: the ``k``-th LoRA adapter loaded (its KV differs)."""
 
     @property
     def num_tokens(self) -> int:
@@ -45,9 +44,7 @@ class Sequence:
 
     @property
     def prefix_keys(self) -> Ids[int]:
-        """What the prefix cache identifies this sequence's KV by (``match_prefix``,
-        ``commit``): the token ids, each offset by ``cache_namespace << 32`` (a view), so
-        blocks are never shared across adapters."""
+        """The token ids offset by ``cache_namespace << 32`` (a view): the prefix cache's keys."""
         if not self.cache_namespace:
             return self.token_ids
         return _OffsetIds(self.token_ids, self.cache_namespace << 32)
@@ -101,8 +98,7 @@ class SchedulerOutput:
     preempted: list[Sequence] = field(default_factory=list)
     """Sequences evicted this step (their KV freed; they will be recomputed)."""
     rejected: list[Sequence] = field(default_factory=list)
-    """Sequences that can never run (they need more KV than the whole cache); already removed,
-    the engine fails their requests with a clear error."""
+    """Sequences that need more KV than the whole cache (already removed; the engine fails them)."""
 
     @property
     def is_empty(self) -> bool:
@@ -110,20 +106,13 @@ class SchedulerOutput:
 
 
 class Scheduler(ABC):
-    """Decides each step's batch. Factory: ``factory(config, kv_cache)``.
-
-    Contract: a scheduled chunk's KV space is already allocated in the cache; every sequence
-    is either waiting, running or finished; :meth:`abort` and :meth:`finish` free the KV held.
-    Running out of cache preempts (never crashes, never truncates). A step's chunks never
-    include a sequence preempted or rejected in the same step.
-    """
+    """Decides each step's batch. Factory: ``factory(config, kv_cache)``. A scheduled chunk's
+    KV is already allocated; running out of cache preempts, never truncates (the full contract:
+    docs/plugins/interfaces.md)."""
 
     name: str
     accepts_forked: bool = False
-    """Whether :meth:`add` takes sequences whose KV is already in the cache
-    (``num_computed_tokens > 0``: choices the engine forked from choice 0 of an ``n > 1``
-    request). A scheduler that does must run them from their cached tokens, or free their KV
-    and queue them for recompute."""
+    """Whether :meth:`add` takes sequences whose KV is already cached (forked choices)."""
 
     @abstractmethod
     def add(self, seq: Sequence) -> None:
