@@ -99,7 +99,10 @@ def paged_decode_numba(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Te
     if parallel is None:
         batch, heads, dim = qn.shape
         keys = int(np.minimum(lens, window).sum()) if window else int(lens.sum())
-        parallel = batch * k_cache.shape[2] > 1 and 2 * keys * heads * dim >= PARALLEL_MIN_WORK
+        # numba's pool ignores torch's thread count: at --threads 1 it would still wake (and
+        # spin) its own threads, at several ms of CPU per call on a busy machine
+        parallel = torch.get_num_threads() > 1 and batch * k_cache.shape[2] > 1 \
+            and 2 * keys * heads * dim >= PARALLEL_MIN_WORK
     kernel = _decode_parallel if parallel else _decode_serial
     kernel(qn, k_cache.numpy(), v_cache.numpy(), np.ascontiguousarray(tables, dtype=np.int32),
            np.ascontiguousarray(lens, dtype=np.int32), np.float32(scale), window,
