@@ -34,10 +34,7 @@ class QuantizerOptionError(ForgeError, ValueError):
 
 
 class ModelFormatError(ForgeError):
-    """A model file is unreadable: truncated, wrong magic, unsupported tensor type, ...
-
-    The message always names the file and the problem.
-    """
+    """A model file is unreadable (truncated, wrong magic, ...); the message names the file."""
 
     def __init__(self, path: object, problem: str) -> None:
         super().__init__(f"{path}: {problem}")

@@ -1,4 +1,4 @@
-"""build_engine loads on a short-lived thread of its own (see its docstring: OpenMP worker pools
+"""build_engine loads on a short-lived thread of its own (see the comment in it: OpenMP worker pools
 left behind on the caller's thread would make the AsyncEngine thread's kernels sleep)."""
 
 from __future__ import annotations

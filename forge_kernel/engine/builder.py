@@ -24,8 +24,7 @@ PLUGIN_FOR = {
 
 
 def resolve_model_path(model: str | Path | None) -> Path:
-    """A path for ``model`` (a path, a name plugins resolve, ``None`` for the default) through
-    the process-wide plugin host."""
+    """:func:`~forge_kernel.engine.config.locate_model` with the process-wide plugin host."""
     return locate_model(get_host(), model)
 
 
@@ -34,9 +33,8 @@ DEFAULT_KV_TOKENS = 4096
 
 
 def default_kv_budget(bytes_per_token: int, max_model_len: int | None = None) -> int:
-    """The KV memory budget when neither ``kv_memory_bytes`` nor ``num_blocks`` is given: room
-    for ``max(DEFAULT_KV_TOKENS, max_model_len)`` tokens of this model, at most the cache's own
-    default (512 MiB). Gemma 3 270M gets 144 MiB, not 512 MiB beside ~290 MB of weights."""
+    """Without ``kv_memory_bytes`` or ``num_blocks``: room for ``max(DEFAULT_KV_TOKENS,
+    max_model_len)`` tokens, at most 512 MiB (Gemma 3 270M gets 144 MiB)."""
     from forge_kernel.interfaces.kv_cache import KVCacheConfig
 
     tokens = max(DEFAULT_KV_TOKENS, max_model_len or 0)
@@ -59,8 +57,7 @@ DEFAULT_KV_CACHE = "paged"
 
 
 def _create_backend(config: EngineConfig):
-    """The backend; ``device=`` is passed only when asked for (``--device``), and a factory
-    without that parameter (one device only) is refused clearly, not with a TypeError."""
+    """The backend; ``device=`` only with ``--device``, refused clearly by one-device backends."""
     if config.device is None:
         return _create("backend", config.backend, threads=config.threads)
     registry = get_host().registry
@@ -95,17 +92,8 @@ def _check(config: EngineConfig) -> None:
 
 
 def build_engine(config: EngineConfig | None = None) -> LLMEngine:
-    """Load the model and create backend, KV cache and scheduler named in ``config``.
-
-    Raises :class:`ModelFormatError` for unreadable models, :class:`MissingPluginError` naming
-    the distribution to install when a selected implementation is missing, and
-    :class:`ConfigError` for invalid sizes.
-
-    The loading runs on a short-lived thread of its own: GNU OpenMP keeps a parked worker pool
-    for every thread that ran a parallel region, and with more OpenMP threads than cores every
-    team sleeps between regions; loading on the caller's thread made each decode step of the
-    engine thread 21 -> 35 ms on two cores. The loader thread's pools exit with it.
-    """
+    """Load the model and create backend, KV cache and scheduler named in ``config``; raises
+    ``ModelFormatError``, ``MissingPluginError`` (naming what to install) or ``ConfigError``."""
     result: dict[str, object] = {}
 
     def load() -> None:
@@ -114,7 +102,9 @@ def build_engine(config: EngineConfig | None = None) -> LLMEngine:
         except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
             result["error"] = exc
 
-    # A daemon thread, so that Ctrl-C during a long load still ends the process.
+    # On a short-lived thread: GNU OpenMP parks a worker pool per thread that ran a parallel
+    # region, and loading on the caller's thread made each engine-thread decode step 21 -> 35
+    # ms on two cores; this thread's pools exit with it. Daemon: Ctrl-C still ends a long load.
     loader = threading.Thread(target=load, name="forge-load", daemon=True)
     loader.start()
     loader.join()

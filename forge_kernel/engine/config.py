@@ -16,60 +16,41 @@ DEFAULT_MODEL = "gemma3-270m"
 
 @dataclass(slots=True)
 class EngineConfig:
-    """Everything :func:`forge_kernel.engine.builder.build_engine` needs to build an engine, and
-    the one place engine defaults live: :class:`forge_kernel.config.ForgeConfig` nests it, and
-    the config file, ``FORGE_*`` variables and ``forge serve``/``forge run`` flags fill its
-    fields by name (``max_batch_size`` <- ``FORGE_MAX_BATCH_SIZE`` <- ``--max-batch-size``).
-
-    Implementations (``backend``, ``kv_cache``, ``scheduler``, ``loader``) are plugin names,
-    resolved once at build time.
-    """
+    """What :func:`~forge_kernel.engine.builder.build_engine` needs, and the one place engine
+    defaults live; config file, ``FORGE_*`` and flags fill its fields by name. Implementations
+    are plugin names, resolved once at build time."""
 
     model: str | Path | None = None
-    """A path, a stored/built-in model name, or ``None`` for the embedded default model (the
-    built engine's config holds the resolved path)."""
+    """A path, a model name, or ``None`` for the default (built engines hold the path)."""
     backend: str = "cpu"
     device: int | None = None
-    """Device index for backends that have several (``--device N``: ``cuda:N``), passed to the
-    backend factory as ``device=``; ``None``: the backend's own default."""
+    """Device index (``--device N``: ``cuda:N``), passed as ``device=``; ``None``: default."""
     kv_cache: str | None = None
-    """KV-cache plugin name; ``None``: the backend's ``preferred_kv_cache`` (``cuda``:
-    ``device-paged``), else ``paged``. The built engine's config holds the name used."""
+    """``None``: the backend's ``preferred_kv_cache``, else ``paged``."""
     scheduler: str = "continuous"
     max_batch_size: int = 64
-    """Most sequences decoded together in one step (``--max-batch-size``)."""
     max_prefill_tokens: int = 512
-    """Per-step budget of prompt tokens; longer prompts are prefilled in chunks."""
+    """Per-step budget of prompt tokens (longer prompts are prefilled in chunks)."""
     block_size: int = 16
     num_blocks: int | None = None
-    """KV-cache size in blocks; ``None`` sizes it from ``kv_memory_bytes``."""
+    """``None``: sized from ``kv_memory_bytes``."""
     kv_memory_bytes: int | None = None
-    """KV-cache memory budget (``num_blocks`` overrides it); ``None``:
-    :func:`~forge_kernel.engine.builder.default_kv_budget`."""
+    """``None``: :func:`~forge_kernel.engine.builder.default_kv_budget`."""
     threads: int | None = None
-    """Compute threads for the backend; ``None`` lets the backend choose."""
     max_model_len: int | None = None
-    """Longest sequence (prompt + completion); ``None``: the model's context length, capped by
-    the KV-cache capacity so that one request always fits."""
+    """``None``: the model's context length, capped by the KV-cache capacity."""
     loader: str | None = None
-    """Weight-loader name; ``None`` sniffs the file."""
     model_name: str | None = None
-    """Name the model is served under; ``None`` derives it from ``model``."""
     speculative: str | None = None
-    """Speculative decoding (forge-plugin-speculative): ``"ngram"`` (prompt lookup) or
-    ``"draft:MODEL"`` (a model with the same tokenizer); ``None``: off."""
+    """``"ngram"`` or ``"draft:MODEL"`` (docs/speculative.md); ``None``: off."""
     num_speculative_tokens: int = 5
     """Most draft tokens per sequence and step (the draft length adapts below it)."""
     lora: str | None = None
-    """LoRA adapters served per request, ``name=PATH,...`` (``--lora``, repeatable; a PEFT
-    adapter directory); forge-plugin-train loads them at start-up, requests pick one with
-    ``model: "<base>:<name>"``."""
+    """``name=PATH,...`` PEFT adapters forge-plugin-train loads; requests pick ``base:name``."""
 
 
 def require_backend(host: Any, command: str) -> None:
-    """Say what to install (instead of a traceback) when ``host`` (a
-    :class:`~forge_kernel.plugins.PluginHost`) has no compute backend, e.g. where only
-    forge-kernel is installed; checked before the engine (torch) is imported."""
+    """Say what to install when ``host`` has no compute backend (before torch is imported)."""
     if not host.registry.names("backend"):
         raise MissingPluginError(
             f"`{command}` needs a compute backend plugin, and none is installed or enabled.\n"
@@ -77,9 +58,9 @@ def require_backend(host: Any, command: str) -> None:
 
 
 def find_model(host: Any, model: str | os.PathLike[str] | None) -> Path | None:
-    """The path of ``model`` (``None``: :data:`DEFAULT_MODEL`): itself if it exists, else the
-    first answer of ``host``'s ``forge_resolve_model`` hook; ``None`` when nobody knows it."""
-    text = str(model) if model is not None and str(model) != "" else DEFAULT_MODEL
+    """``model`` (``None``: :data:`DEFAULT_MODEL`) if it exists, else ``forge_resolve_model``'s
+    answer; ``None`` when nobody knows it."""
+    text = _name(model)
     path = Path(text).expanduser()
     if path.exists():
         return path
@@ -92,7 +73,7 @@ def locate_model(host: Any, model: str | os.PathLike[str] | None) -> Path:
     path = find_model(host, model)
     if path is not None:
         return path
-    text = str(model) if model is not None and str(model) != "" else DEFAULT_MODEL
+    text = _name(model)
     if not host.hook.forge_resolve_model.get_hookimpls():
         raise MissingPluginError(
             f"model {text!r} is not a file or directory, and no installed plugin resolves model "
@@ -109,3 +90,7 @@ def display_name(model: str | os.PathLike[str] | None) -> str:
     if path.exists():
         return path.stem if path.is_file() else path.name
     return str(model)
+
+
+def _name(model: str | os.PathLike[str] | None) -> str:
+    return str(model) if model is not None and str(model) != "" else DEFAULT_MODEL

@@ -36,11 +36,9 @@ class SamplingParams:
     """``None``: no logprobs; ``0``: the sampled token's; ``k``: also the top ``k``."""
     n: int = 1
     constraint: ConstraintSpec | None = None
-    """Structured output: every choice's tokens are masked to match it (JSON schema, regex,
-    choice, grammar); compiled once when the engine validates the request."""
+    """Structured output every choice's tokens are masked to (compiled at validation)."""
     adapter: str | None = None
-    """LoRA adapter to run the request with (one loaded at start-up, ``forge serve --lora``;
-    the OpenAI ``model`` ``base:adapter``); ``None``: the base model."""
+    """A LoRA adapter loaded with ``--lora`` (OpenAI ``model``: ``base:adapter``)."""
 
 
 @dataclass(slots=True)
@@ -54,8 +52,7 @@ class TokenLogprob:
 
 @dataclass(slots=True)
 class Usage:
-    """Token counts of a finished request (``cached_tokens``: prompt tokens the prefix cache
-    supplied)."""
+    """Token counts of a finished request (``cached_tokens``: from the prefix cache)."""
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -84,8 +81,7 @@ class CompletionDelta:
 
 @dataclass(slots=True)
 class RequestMetrics:
-    """Timings of one finished request, handed to engine observers (metrics) once per request,
-    never per token. Times are ``time.monotonic()`` seconds."""
+    """Timings (``time.monotonic()`` s) of one finished request, for engine observers."""
 
     request_id: str
     prompt_tokens: int
@@ -115,8 +111,7 @@ class RequestMetrics:
 
 @dataclass(slots=True)
 class EngineStats:
-    """A snapshot of the engine's load (``engine.stats()``), safe to read from any thread;
-    metrics and health endpoints read it at scrape time."""
+    """A snapshot of the engine's load (``engine.stats()``), safe to read from any thread."""
 
     num_running: int = 0
     num_waiting: int = 0
@@ -131,7 +126,6 @@ class EngineStats:
     kv_free_tokens: int = 0
     num_steps: int = 0
     spec_draft_tokens: int = 0
-    """Speculative decoding: draft tokens verified, how many were accepted, and the decode
-    row-steps that carried a draft (each produced ``accepted + 1`` tokens)."""
+    """Speculative decoding: drafts verified, accepted, and the row-steps that carried one."""
     spec_accepted_tokens: int = 0
     spec_rows: int = 0
