@@ -41,14 +41,18 @@
    Q5: 40 bytes (32 of nibbles: byte j = position j low, j + 32 high; 8 of fifth bits, bit p =
        position p), float16 d per 32 columns.
    Q4K: 32 bytes of nibbles as Q5; per row the scale bytes are sc[K/32] u8, m[K/32] u8,
-       d[K/256] float16, dmin[K/256] float16: w = d * sc * level - dmin * m. */
-enum { F_I8_32 = 0, F_I8_16 = 1, F_Q5 = 2, F_Q4K = 3, F_COUNT = 4 };
+       d[K/256] float16, dmin[K/256] float16: w = d * sc * level - dmin * m.
+   Q6K: 48 bytes, nibbles as Q4K then 16 of high 2-bit pairs (byte j, bits 2c..2c+1: position
+       16c + j), level - 32; per row sc[K/16] int8, d[K/256] float16: w = d * sc * level. */
+enum { F_I8_32 = 0, F_I8_16 = 1, F_Q5 = 2, F_Q4K = 3, F_Q6K = 4, F_COUNT = 5 };
 
-static inline int block_cols(int F) { return F == F_I8_16 ? 16 : 32; }
-static inline int step_bytes(int F) { return F == F_Q5 ? 40 : F == F_Q4K ? 32 : 64; }
+static inline int block_cols(int F) { return F == F_I8_16 || F == F_Q6K ? 16 : 32; }
+static inline int step_bytes(int F) {
+    return F == F_Q5 ? 40 : F == F_Q4K ? 32 : F == F_Q6K ? 48 : 64;
+}
 /* steps of the group starting with `left` steps to go */
 static inline int group_steps(int F, int64_t left) {
-    int g = F == F_I8_16 ? 4 : 8;
+    int g = block_cols(F) == 16 ? 4 : 8;
     while (g > left) g >>= 1;
     return g;
 }
@@ -81,7 +85,7 @@ static void quantize_row(const float *x, int64_t K, int F, int8_t *q, int32_t *c
         d[b] = amax / 127.0f;
     }
     const int bc = block_cols(F), cpb = bc / 4; /* 4-column chunks per block */
-    const int offset = F == F_Q5 ? 16 : F == F_Q4K ? 0 : 128;
+    const int offset = F == F_Q5 ? 16 : F == F_Q4K ? 0 : F == F_Q6K ? 32 : 128;
     int64_t col0 = 0, gi = 0;
     while (col0 < K) {
         int g = group_steps(F, (K - col0) / 64), B = g * 16 / cpb;
@@ -115,13 +119,21 @@ static inline __m512 spread(__m512 v, int B) {
     return _mm512_permutexvar_ps(_mm512_and_si512(lane, _mm512_set1_epi32(B - 1)), v);
 }
 
-/* 64 unsigned levels of one step: bytes (I8), 5-bit (Q5) or 4-bit (Q4K) */
+/* 64 unsigned levels of one step: bytes (I8), 5-bit (Q5), 4-bit (Q4K) or 6-bit (Q6K) */
 static inline __m512i load_step(const int F, const uint8_t *p) {
     if (F == F_I8_32 || F == F_I8_16) return _mm512_loadu_si512(p);
     __m256i v = _mm256_loadu_si256((const __m256i *)p);
     __m512i both = _mm512_inserti64x4(_mm512_castsi256_si512(v), _mm256_srli_epi16(v, 4), 1);
     both = _mm512_and_si512(both, _mm512_set1_epi8(0x0F));
     if (F == F_Q4K) return both;
+    if (F == F_Q6K) { /* 128-bit chunk c: the pairs at bits 2c of the 16 high bytes, << 4 */
+        __m512i h = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(p + 32)));
+        const __m512i count = _mm512_set_epi64(6, 6, 4, 4, 2, 2, 0, 0);
+        __m512i cnt16 = _mm512_or_si512(count, _mm512_slli_epi64(count, 16));
+        cnt16 = _mm512_or_si512(cnt16, _mm512_slli_epi64(cnt16, 32));
+        h = _mm512_and_si512(_mm512_srlv_epi16(h, cnt16), _mm512_set1_epi8(0x03));
+        return _mm512_or_si512(both, _mm512_slli_epi16(h, 4));
+    }
     uint64_t bits;
     memcpy(&bits, p + 32, 8);
     return _mm512_or_si512(both, _mm512_maskz_mov_epi8(bits, _mm512_set1_epi8(0x10)));
@@ -133,6 +145,13 @@ static inline __m512 group_scale(const int F, const uint8_t *S, int64_t K, int64
                                  __m512 *wmin) {
     const __mmask16 m = (__mmask16)((1u << B) - 1);
     if (F == F_I8_16) return spread(_mm512_maskz_loadu_ps(m, (const float *)S + b0), B);
+    if (F == F_Q6K) { /* a group lies in one 256-column superblock */
+        uint16_t dh;
+        memcpy(&dh, S + K / 16 + 2 * (b0 / 16), 2);
+        __m512 d = _mm512_set1_ps(_cvtsh_ss(dh));
+        __m512 sc = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, S + b0)));
+        return spread(_mm512_mul_ps(d, sc), B);
+    }
     if (F != F_Q4K)
         return spread(_mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, (const uint16_t *)S + b0)), B);
     const int64_t nb = K / 32;
@@ -150,7 +169,8 @@ static inline __m512 group_scale(const int F, const uint8_t *S, int64_t K, int64
 }
 
 static int64_t scale_row_bytes(int F, int64_t K) {
-    return F == F_I8_16 ? K / 16 * 4 : F == F_Q4K ? K / 16 + K / 64 : K / 32 * 2;
+    return F == F_I8_16 ? K / 16 * 4 : F == F_Q4K ? K / 16 + K / 64
+         : F == F_Q6K ? K / 16 + K / 128 : K / 32 * 2;
 }
 
 /* A tile of NN weight rows x TT tokens (lane accumulators to red[token - t0][row % NB]).
@@ -267,9 +287,11 @@ TILES(0)
 TILES(1)
 TILES(2)
 TILES(3)
+TILES(4)
 #define ROW_T(NN, F) {tile_##NN##_1_##F, tile_##NN##_2_##F, tile_##NN##_3_##F, tile_##NN##_4_##F}
 #define FORM_T(F) {ROW_T(1, F), ROW_T(2, F), ROW_T(3, F), ROW_T(4, F)}
-static const tile_fn TILE_FNS[F_COUNT][4][4] = {FORM_T(0), FORM_T(1), FORM_T(2), FORM_T(3)};
+static const tile_fn TILE_FNS[F_COUNT][4][4] = {FORM_T(0), FORM_T(1), FORM_T(2), FORM_T(3),
+                                                   FORM_T(4)};
 
 static void gemm(const uint8_t *W, const uint8_t *S, int form, int64_t N, int64_t K,
                  const int8_t *XQ, const int32_t *XC, const float *XS, const float *XM,
@@ -298,7 +320,7 @@ static void gemm(const uint8_t *W, const uint8_t *S, int form, int64_t N, int64_
 #endif /* __AVX512VNNI__ */
 
 /* linear(x, T, K, w, scale, form, N, out, threads): out[T, N] = x[T, K] @ w.T (addresses; form
-   0 I8_32, 1 I8_16, 2 Q5, 3 Q4K, see above). */
+   0 I8_32, 1 I8_16, 2 Q5, 3 Q4K, 4 Q6K, see above). */
 static PyObject *py_linear(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 9) {
         PyErr_SetString(PyExc_TypeError, "linear() takes 9 arguments");
@@ -313,10 +335,10 @@ static PyObject *py_linear(PyObject *self, PyObject *const *args, Py_ssize_t nar
     const float *x = (const float *)(intptr_t)v[0];
     int64_t T = v[1], K = v[2], N = v[6];
     int form = (int)v[5], threads = (int)v[8];
-    if (K % 64 || form < 0 || form >= F_COUNT || (form == F_Q4K && K % 256) || T < 0 || N < 0 ||
-        threads < 1) {
+    if (K % 64 || form < 0 || form >= F_COUNT || ((form == F_Q4K || form == F_Q6K) && K % 256) ||
+        T < 0 || N < 0 || threads < 1) {
         PyErr_SetString(PyExc_ValueError,
-                        "linear(): K must be a multiple of 64 (Q4K: 256), form 0 to 3");
+                        "linear(): K must be a multiple of 64 (Q4K, Q6K: 256), form 0 to 4");
         return NULL;
     }
     /* below ~256K multiply-adds a parallel region costs more than it saves */

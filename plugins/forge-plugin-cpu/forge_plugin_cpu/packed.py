@@ -12,6 +12,9 @@ in the order of :func:`interleave_order` (the kernel puts the activations in the
 * :class:`Q4KMatrix` (form 3): Q4_K as it is, nibbles as Q5 without the fifth bits and per row
   ``sc, m`` (one byte each per 32 columns) then ``d, dmin`` (float16 per 256):
   ``w = d * sc * level - dmin * m``. 4.6 instead of 8.5 bits per weight, and no re-quantization.
+* :class:`Q6KMatrix` (form 4): Q6_K as it is, nibbles then 16 bytes of high 2-bit pairs per step
+  and per row ``sc`` (int8 per 16 columns) then ``d`` (float16 per 256): 6.6 instead of 10 bits
+  per weight, the same scales ``d * sc`` and results as the int8 form.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from forge_plugin_cpu.quantize import GROUP_SHIFT, Int8Matrix, concat_rows, to_i
 if TYPE_CHECKING:
     from forge_kernel.interfaces.loader import WeightTensor
 
-FORM_I8_32, FORM_I8_16, FORM_Q5, FORM_Q4K = 0, 1, 2, 3
+FORM_I8_32, FORM_I8_16, FORM_Q5, FORM_Q4K, FORM_Q6K = 0, 1, 2, 3, 4
 
 
 @lru_cache(maxsize=32)
@@ -167,6 +170,32 @@ class Q4KMatrix(PackedMatrix):
         return torch.from_numpy(w.reshape(rows, self.cols)).to(dtype)
 
 
+@dataclass(slots=True)
+class Q6KMatrix(PackedMatrix):
+    """``packed [N, K / 64 * 48]``; ``scale [N, K/16 + K/128]`` uint8: ``sc [K/16]`` int8,
+    ``d [K/256]`` float16."""
+
+    form = FORM_Q6K
+    block_cols = 16
+
+    def levels(self) -> torch.Tensor:
+        rows = self.packed.shape[0]
+        steps = self.packed.numpy().reshape(rows, -1, 48)
+        high = steps[:, :, 32:, None] >> np.array([0, 2, 4, 6], np.uint8)  # [.., 16, 4]
+        high = (high & 0x03).transpose(0, 1, 3, 2).reshape(rows, -1, 64)
+        u = (_unnibble(steps[:, :, :32]) | (high << 4)).astype(np.int16) - 32
+        return torch.from_numpy(_natural(u.reshape(rows, self.cols).astype(np.int8), self.cols, 16))
+
+    def to_dtype(self, dtype: torch.dtype) -> torch.Tensor:
+        rows, nb = self.packed.shape[0], self.cols // 16
+        s = self.scale.numpy()
+        sc = s[:, :nb].view(np.int8).astype(np.float32)
+        d = np.ascontiguousarray(s[:, nb:]).view(np.float16).astype(np.float32)
+        scale = np.repeat(d, 16, axis=1) * sc  # as ggml: d * sc, then * level
+        w = self.levels().numpy().reshape(rows, nb, 16).astype(np.float32) * scale[:, :, None]
+        return torch.from_numpy(w.reshape(rows, self.cols)).to(dtype)
+
+
 def pack_int8(m: Int8Matrix) -> Q8Matrix | None:
     """The stored-order form of an int8 matrix with 32-column float16 or 16-column float32 scales
     and ``K % 64 == 0`` (None otherwise). Reuses ``m.q``'s memory: ``m`` must not be used after."""
@@ -220,12 +249,34 @@ def pack_q4k(weight: WeightTensor) -> Q4KMatrix | None:
                      torch.from_numpy(np.ascontiguousarray(scale)), cols)
 
 
+def pack_q6k(weight: WeightTensor) -> Q6KMatrix | None:
+    """Q6_K blocks ``[rows, K / 256 * 210]`` in the kernel's form, exactly; None for other data."""
+    rows, cols = weight.shape
+    data = weight.data
+    if weight.qtype != "Q6_K" or cols % 256 or getattr(data, "ndim", 0) != 2 or \
+            data.shape != (rows, cols // 256 * 210) or str(data.dtype) != "uint8":
+        return None
+    blocks = np.asarray(data).reshape(rows * (cols // 256), 210)
+    ql = blocks[:, :128].reshape(-1, 2, 1, 64) >> np.array([0, 4], np.uint8)[:, None]
+    qh = blocks[:, 128:192].reshape(-1, 2, 1, 32) >> np.array([0, 2, 4, 6], np.uint8)[:, None]
+    u = (ql & 0x0F).reshape(-1, 256) | ((qh & 0x03).reshape(-1, 256) << 4)  # as ggml, natural
+    u = u.reshape(rows, cols)[:, interleave_order(cols, 16)].reshape(rows, cols // 64, 64)
+    high = (u >> 4).reshape(rows, cols // 64, 4, 16) << np.array([0, 2, 4, 6], np.uint8)[:, None]
+    high = np.bitwise_or.reduce(high, axis=2)  # byte j: positions j, j + 16, j + 32, j + 48
+    packed = np.concatenate([_nibbles(u), high], axis=2).reshape(rows, cols // 64 * 48)
+    sc = blocks[:, 192:208].reshape(rows, -1)
+    d = blocks[:, 208:210].reshape(rows, -1)
+    return Q6KMatrix(torch.from_numpy(np.ascontiguousarray(packed)),
+                     torch.from_numpy(np.ascontiguousarray(np.concatenate([sc, d], axis=1))),
+                     cols)
+
+
 def to_packed(weight: WeightTensor, lookup: bool = False) -> PackedMatrix | Int8Matrix:
-    """The kernel's form of ``weight``: Q4_K native, Q5_0 at 5 bits (``lookup``: rows are also
-    looked up as an embedding, so int8), else int8 in stored order; an :class:`Int8Matrix`
-    where the kernel cannot take the matrix (``K % 64``, per-row scales)."""
+    """The kernel's form of ``weight``: Q4_K / Q6_K native, Q5_0 at 5 bits (``lookup``: rows
+    are also looked up as an embedding, so int8), else int8 in stored order; an
+    :class:`Int8Matrix` where the kernel cannot take the matrix (``K % 64``, per-row scales)."""
     if not lookup:
-        native = pack_q4k(weight)
+        native = pack_q4k(weight) or pack_q6k(weight)
         if native is not None:
             return native
     m = to_int8(weight)

