@@ -28,7 +28,7 @@ class ForgeConfig:
     port: int = 8000
     api_key: str | None = None
     log_format: str = "auto"
-    """``auto`` (console on a terminal, JSON lines otherwise), ``console`` or ``json``."""
+    """``auto`` (console on a terminal, else JSON), ``console`` or ``json``."""
     log_level: str = "info"
     plugins: str | None = None
     """Allow-list of plugins (comma-separated names); applied before any plugin is imported."""
@@ -38,9 +38,7 @@ class ForgeConfig:
     """Where each value came from (``forge config`` prints it)."""
 
     def section(self, name: str) -> Any:
-        """A plugin's section: an instance of the dataclass it declared (defaults filled in),
-        or a plain dict of the file's ``[name]`` table for an undeclared one (empty when
-        absent)."""
+        """A plugin's section: its declared dataclass, else a dict of the file's ``[name]``."""
         value = self.sections.get(name, {})
         return dict(value) if isinstance(value, dict) else value
 
@@ -72,8 +70,7 @@ _declared: Callable[[], Mapping[str, type]] = dict
 
 
 def declare_sections(source: Callable[[], Mapping[str, type]] | None) -> None:
-    """Where :func:`load_config` finds the declared sections; set by :mod:`forge_kernel.plugins`
-    for the process-wide host, so this module never imports plugins."""
+    """Where :func:`load_config` finds declared sections (set by :mod:`forge_kernel.plugins`)."""
     global _declared
     _declared = source or dict
 
@@ -82,8 +79,8 @@ _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
 def _coerce(key: str, value: Any, hint: Any, from_text: bool, where: str) -> Any:
-    """``value`` as the field type ``hint``, or a :class:`ConfigError` naming ``key``, where
-    the value came from and the expected type. Text (env) is parsed; file values must match."""
+    """``value`` as type ``hint`` (text from env is parsed, file values must match), or a
+    :class:`ConfigError` naming ``key``, its source and the expected type."""
     options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
     if type(None) in options and (value is None or (from_text and value == "")):
         return None
@@ -148,9 +145,8 @@ def _read(path: Path) -> dict[str, Any]:
 
 def _layers(config: ForgeConfig, hints: Mapping[str, Any], raw: Mapping[str, Any],
             path: Path | None, section: str = "") -> dict[str, Any]:
-    """The file's ``raw`` values then ``FORGE_[<SECTION>_]<KEY>`` variables for the keys of
-    ``hints``, each type-checked and its source recorded; an unknown file key is an error
-    (a typo must not be ignored silently)."""
+    """The file's ``raw`` values then ``FORGE_[<SECTION>_]<KEY>`` variables, type-checked, their
+    sources recorded; an unknown file key is an error (a typo must not pass silently)."""
     prefix = f"{section}." if section else ""
     env_prefix = f"FORGE_{section.upper().replace('-', '_')}_" if section else "FORGE_"
     values: dict[str, Any] = {}
@@ -174,9 +170,8 @@ def _layers(config: ForgeConfig, hints: Mapping[str, Any], raw: Mapping[str, Any
 
 def load_config(flags: dict[str, Any] | None = None,
                 sections: Mapping[str, type] | None = None) -> ForgeConfig:
-    """The effective configuration; ``flags`` are command-line values (``None`` = unset).
-    ``sections`` maps section names to the dataclasses plugins declared (default: those of
-    the plugin host already discovered)."""
+    """The effective configuration; ``flags``: command-line values (``None`` = unset);
+    ``sections``: name -> declared dataclass (default: the discovered host's)."""
     sections = _declared() if sections is None else sections
     config = ForgeConfig()
     keys = _keys(config)

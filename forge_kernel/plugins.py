@@ -27,8 +27,7 @@ class PluginStatus:
     name: str
     distribution: str
     version: str
-    status: str
-    """``loaded``, ``disabled`` or ``failed``."""
+    status: str  # loaded, disabled or failed
     kinds: list[str] = field(default_factory=list)
     hooks: list[str] = field(default_factory=list)
     error: str | None = None
@@ -64,9 +63,8 @@ class PluginHost:
         return {name: schema for name, (schema, _) in self.config_sections.items()}
 
     def register(self, plugin: object, name: str) -> None:
-        """Register one plugin and call its own ``forge_register_*`` hooks with callbacks that
-        record its name (:meth:`_add`, :meth:`_add_section`); on any error everything it
-        registered is rolled back."""
+        """Register one plugin and run its own ``forge_register_*`` hooks; on any error
+        everything it registered is rolled back."""
         self.pm.register(plugin, name=name)
         try:
             self.pm.check_pending()  # a misspelled forge_* hook is an error, not a silent no-op
@@ -97,8 +95,7 @@ class PluginHost:
         self.config_sections[section] = (schema, plugin_name)
 
     def _call_own(self, plugin: object, hook_name: str, **kwargs: Any) -> None:
-        """Call only ``plugin``'s implementation of ``hook_name``, through pluggy (so hook
-        monitoring such as ``forge_hook_recorder`` sees it)."""
+        """Call only ``plugin``'s ``hook_name``, through pluggy (so hook monitors see it)."""
         caller = getattr(self.pm.hook, hook_name)
         if not any(impl.plugin is plugin for impl in caller.get_hookimpls()):
             return
@@ -144,8 +141,7 @@ class PluginHost:
         return failures
 
     def restrict(self, allow: str) -> None:
-        """Disable every loaded plugin not named in ``allow``; a named plugin that is missing
-        or failed is an error."""
+        """Disable the loaded plugins not in ``allow``; a named one missing or failed: error."""
         wanted = _selectors(allow) or set()
         found: set[str] = set()
         for status in self.statuses:
@@ -231,8 +227,7 @@ def discovered() -> bool:
 
 
 def install_host(host: PluginHost | None) -> PluginHost | None:
-    """Make ``host`` the process-wide host (``None``: rediscover on next use); returns the
-    previous one so a test can put it back."""
+    """Make ``host`` the process-wide one (``None``: rediscover); returns the previous one."""
     global _host
     previous, _host = _host, host
     config.declare_sections(host.section_schemas if host is not None else None)

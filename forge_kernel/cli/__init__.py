@@ -35,8 +35,7 @@ FEATURE_PLUGINS = {
 
 @contextlib.contextmanager
 def reported(ctx: click.Context) -> Iterator[None]:
-    """A user-caused :class:`~forge_kernel.errors.ForgeError` becomes one ``Error:`` line and
-    exit status 2, not a traceback."""
+    """A :class:`~forge_kernel.errors.ForgeError` becomes one ``Error:`` line and exit 2."""
     from forge_kernel.errors import ForgeError
 
     try:
@@ -60,9 +59,7 @@ def _missing_plugin_command(name: str, dist: str, summary: str) -> click.Command
 class ForgeGroup(click.Group):
     """Resolves built-in commands lazily and merges in plugin commands on first use."""
 
-    _allow: str | None = None
-    """The allow-list to discover with: ``forge serve --plugins``, else the config file's
-    ``plugins`` (``forge --plugins`` and ``FORGE_PLUGINS`` apply anyway)."""
+    _allow: str | None = None  # the allow-list to discover with (_requested_plugins)
     _cache: tuple[object, list[object], dict[str, click.Command]] | None = None
     """``(host, hook implementations, commands)``, recomputed when either changes (tests)."""
 

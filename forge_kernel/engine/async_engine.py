@@ -18,10 +18,10 @@ from forge_kernel.errors import EngineDead, InvalidRequest
 
 _STOP = object()
 SHARED = frozenset({"tokenizer", "model_config", "max_model_len", "model_name", "metadata",
-                    "adapters", "generation_defaults", "add_observer", "stats"})
-"""What :class:`AsyncEngine` forwards to its :class:`LLMEngine`: read-only facts, the LoRA
-``adapters`` requests can pick, ``stats()``, and ``add_observer(callback)`` (callbacks run on
-the engine thread)."""
+                    "adapters", "generation_defaults", "add_observer", "stats", "validate"})
+"""What :class:`AsyncEngine` forwards to its :class:`LLMEngine`: read-only facts and thread-safe
+calls (``validate`` raises ``InvalidRequest`` before headers are sent; observers run on the
+engine thread)."""
 
 
 class AsyncEngine:
@@ -37,7 +37,7 @@ class AsyncEngine:
         self._closing = False
 
     def __getattr__(self, name: str) -> Any:
-        """The engine's facts and thread-safe calls endpoints use, listed in :data:`SHARED`."""
+        """The :data:`SHARED` members of the engine."""
         if name in SHARED:
             return getattr(self.engine, name)
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
@@ -67,16 +67,10 @@ class AsyncEngine:
             await asyncio.to_thread(self._thread.join, 10.0)
 
     # -- requests -------------------------------------------------------------------------------
-    def validate(self, prompt_ids: list[int], params: SamplingParams,
-                 prompt_param: str = "prompt") -> None:
-        """Raise :class:`InvalidRequest` now (endpoints call it before sending headers)."""
-        self.engine.validate(prompt_ids, params, prompt_param)
-
     async def generate(self, request_id: str, prompt_ids: list[int], params: SamplingParams,
                        prompt_param: str = "prompt") -> AsyncIterator[CompletionDelta]:
-        """Stream one request's deltas (choices interleaved; the last carries ``usage``).
-        :class:`InvalidRequest` comes before the first delta, ``RequestFailed`` when the engine
-        cannot serve it; leaving early (break, disconnect) aborts it and frees its KV."""
+        """Stream one request's deltas (the last carries ``usage``); ``InvalidRequest`` before
+        the first, ``RequestFailed`` if it cannot be served; leaving early aborts it."""
         self._check_open()
         self.engine.validate(prompt_ids, params, prompt_param)
         if request_id in self._streams:
@@ -90,11 +84,9 @@ class AsyncEngine:
                                        prompt_param))
             while True:
                 item = await events.get()
+                finished = isinstance(item, BaseException) or item.usage is not None
                 if isinstance(item, BaseException):
-                    finished = True
                     raise item
-                if item.usage is not None:
-                    finished = True
                 yield item
                 if finished:
                     return
@@ -108,8 +100,7 @@ class AsyncEngine:
         self._commands.put(partial(self.engine.abort, request_id))
 
     def abort_all(self) -> int:
-        """Abort every live request (thread-safe, no await: signal handlers call it); each
-        stream ends with ``finish_reason="abort"``. Returns how many were aborted."""
+        """Abort every live request and return how many (no await: signal handlers call it)."""
         live = list(self._streams)
         for request_id in live:
             self._commands.put(partial(self.engine.abort, request_id))

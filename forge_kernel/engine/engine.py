@@ -30,8 +30,7 @@ from forge_kernel.interfaces.speculator import Speculator
 from forge_kernel.interfaces.tokenizer import Tokenizer
 
 Event = tuple[str, "CompletionDelta | RequestFailed"]
-"""``(request_id, delta)`` produced by a step; a :class:`RequestFailed` instead of a delta means
-the request was dropped with that error (no further events follow)."""
+"""``(request_id, delta)``; a :class:`RequestFailed` instead ends the request with that error."""
 Row = tuple[Request, SeqState]
 """A choice that gets a token this step (one logits row)."""
 
@@ -52,8 +51,6 @@ class LLMEngine:
         self.metadata = metadata or {}
         self.config = config
         self.speculator = speculator
-        """Speculative decoding (``--speculative``): drafts before the forward pass, verifies
-        the drafted rows after it (:meth:`step`)."""
         self.vocab_size = int(model.config.vocab_size)
         self._requests: dict[str, Request] = {}
         self._by_seq: dict[int, tuple[Request, SeqState]] = {}
@@ -63,8 +60,7 @@ class LLMEngine:
         self._fork_enabled = kv_cache.supports_fork and scheduler.accepts_forked
         self._share_prompt = self._fork_enabled or kv_cache.supports_prefix_caching
         self.adapters: tuple[str, ...] = ()
-        """LoRA adapters the model applies per request (``SamplingParams.adapter``), set once
-        at start-up by the plugin that loads them (forge-plugin-train's ``attach_adapters``)."""
+        """LoRA adapters requests may pick, set at start-up by the plugin that loads them."""
         self._stats = EngineStats(kv_capacity_tokens=kv_cache.capacity_tokens(),
                                   kv_free_tokens=kv_cache.free_tokens())
 
@@ -120,8 +116,7 @@ class LLMEngine:
         self._refresh_stats()
 
     def abort(self, request_id: str) -> list[Event]:
-        """Drop a request wherever it is and free its KV; returns its final ``"abort"`` events
-        (empty for unknown or finished requests). Idempotent."""
+        """Drop a request and free its KV; returns its final ``"abort"`` events. Idempotent."""
         req = self._requests.get(request_id)
         if req is None:
             return []
@@ -148,8 +143,7 @@ class LLMEngine:
 
     def generate(self, prompt_ids: list[int], params: SamplingParams,
                  request_id: str | None = None) -> Iterator[CompletionDelta]:
-        """Synchronous convenience (``forge run``, tests): run steps until this request ends,
-        yielding its deltas. Closing the iterator early aborts the request."""
+        """Run steps until this request ends, yielding its deltas (closing early aborts it)."""
         rid = request_id or f"gen-{next(self._seq_ids)}"
         self.add_request(rid, prompt_ids, params)
         done = False
@@ -186,9 +180,8 @@ class LLMEngine:
 
     def _prepare(self, chunks: list[ScheduledChunk],
                  drafts: dict[int, list[int]]) -> tuple[ForwardBatch, list[Row]]:
-        """Flatten the chunks into one batch; the rows are the chunks that reach their
-        sequence's last token (they need logits: a token is sampled for them). A drafted
-        row's draft tokens follow its chunk, each with its own logits row."""
+        """Flatten the chunks into one batch; rows are the chunks reaching their sequence's last
+        token (a token is sampled for them). A row's draft tokens follow it, one logits row each."""
         ids: list[int] = []  # [T]
         positions: list[int] = []  # [T]
         batch_chunks: list[SequenceChunk] = []
@@ -224,9 +217,8 @@ class LLMEngine:
         return logits
 
     def _fork(self, rows: list[Row], logits: torch.Tensor) -> tuple[list[Row], torch.Tensor]:
-        """n > 1: choice 0 computed its prompt, so its held-back siblings are forked from it
-        (:meth:`Request.fork_held_back`); each forked choice samples its first token from
-        choice 0's logits row, appended as a new row ``[rows + forked, V]``."""
+        """n > 1: fork choice 0's held-back siblings once its prompt is computed; each samples
+        its first token from a copy of choice 0's logits row (``[rows + forked, V]``)."""
         if not self._fork_enabled:
             return rows, logits
         parents: list[int] = []
@@ -249,9 +241,8 @@ class LLMEngine:
 
     def _postprocess(self, rows: list[Row],
                      results: list[list[tuple[int, Any]]]) -> list[Event]:
-        """Append each row's new tokens (one, or more after speculation) until one ends the
-        choice, let held-back or forked choices join the scheduler, detokenize, check stop
-        conditions and emit one delta per row."""
+        """Append each row's new tokens (more than one after speculation) until one ends the
+        choice, detokenize and check stops, let waiting choices join; one delta per row."""
         now = time.monotonic()
         events: list[Event] = []
         for (req, state), tokens in zip(rows, results, strict=True):
@@ -294,8 +285,7 @@ class LLMEngine:
         return req.request_id, delta
 
     def _reject(self, seq) -> list[Event]:
-        """The scheduler can never run ``seq`` (e.g. larger than the whole KV cache): fail the
-        request with an error the consumer sees instead of a delta."""
+        """The scheduler can never run ``seq``: fail its request with a readable error."""
         found = self._by_seq.get(seq.seq_id)
         if found is None:
             return []
@@ -334,8 +324,8 @@ class LLMEngine:
 
     # -- embeddings ---------------------------------------------------------------------------
     def embed(self, prompt_ids_list: list[list[int]]) -> list[list[float]]:
-        """Mean-pooled, output-normed hidden states of each input (through ``model.embed``);
-        raises :class:`NotImplementedError` if the model cannot embed."""
+        """Mean-pooled, output-normed hidden states per input (``NotImplementedError`` if the
+        model cannot embed)."""
         for ids in prompt_ids_list:
             validate(ids, SamplingParams(max_tokens=None), vocab_size=self.vocab_size,
                      max_model_len=self.max_model_len + 1, prompt_param="input")

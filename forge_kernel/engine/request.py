@@ -1,6 +1,5 @@
-"""Request state: one request holds ``n`` sequences (choices), each with its own generator,
-detokenizer and stop checker; the ``n > 1`` policy (:meth:`Request.hold_back`,
-:meth:`Request.fork_held_back`); and the validation every request passes before it is queued."""
+"""Request state (``n`` choices, each with its own generator and stop checker), the ``n > 1``
+policy, and the validation every request passes before it is queued."""
 
 from __future__ import annotations
 
@@ -72,16 +71,14 @@ class Request:
         return min((s.cached_tokens or 0 for s in self.seqs), default=0)
 
     def hold_back(self, share_prompt: bool) -> list[SeqState]:
-        """The choices to schedule now. With ``share_prompt`` (the cache forks or caches
-        prefixes) choices 1..n-1 wait until choice 0's prompt is computed, so the prompt is
-        computed once: they are then forked from it, or find it in the prefix cache."""
+        """The choices to schedule now: with ``share_prompt`` choices 1..n-1 wait until choice
+        0's prompt is computed (then forked from it, or found in the prefix cache)."""
         self.held_back = self.seqs[1:] if share_prompt else []
         return self.seqs[:1] if share_prompt else list(self.seqs)
 
     def fork_held_back(self, kv_cache: KVCache) -> list[SeqState]:
-        """Choice 0 just computed its whole prompt: fork the held-back choices from it in
-        ``kv_cache`` (shared blocks, copy-on-write) and return them. A choice the cache has
-        no room to fork stays held back, to be recomputed once choice 0 has its first token."""
+        """Fork the held-back choices from choice 0 (its prompt just computed) and return them;
+        one the cache has no room for stays held back, to be recomputed."""
         parent = self.seqs[0].seq
         forked, remaining = [], []
         for child in self.held_back:
@@ -98,9 +95,8 @@ class Request:
         return forked
 
     def joining(self, state: SeqState) -> list[SeqState]:
-        """Choices to give the scheduler once ``state`` has its new token: ``state`` itself
-        if it was forked this step (it joins with its KV) and, after choice 0's first token,
-        the held-back choices not forked (recomputed; the prefix cache shares the prompt)."""
+        """Choices to give the scheduler once ``state`` has its new token: ``state`` if forked
+        this step and, after choice 0's first token, the held-back choices not forked."""
         out = [state] if state.forked else []
         state.forked = False
         if state.index == 0 and self.held_back:
@@ -190,8 +186,7 @@ def validate(prompt_ids: list[int], params: SamplingParams, *, vocab_size: int,
 def make_request(request_id: str, prompt_ids: list[int], params: SamplingParams,
                  tokenizer: Tokenizer, max_model_len: int, next_seq_id,
                  cache_namespace: int = 0) -> Request:
-    """Build the request's ``n`` sequences (assumes :func:`validate` passed);
-    ``cache_namespace``: see :attr:`Sequence.cache_namespace`."""
+    """Build the request's ``n`` sequences (assumes :func:`validate` passed)."""
     budget = max_model_len - len(prompt_ids)
     max_tokens = budget if params.max_tokens is None else min(params.max_tokens, budget)
     seqs = []
