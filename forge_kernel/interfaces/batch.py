@@ -1,5 +1,4 @@
-"""The step's input: tokens of several sequences flattened into one :class:`ForwardBatch`,
-which the engine builds and both the model and the KV cache read."""
+"""The step's input: several sequences' tokens flattened into one :class:`ForwardBatch`."""
 
 from __future__ import annotations
 
@@ -21,14 +20,11 @@ class SequenceChunk:
     num_tokens: int
     """New tokens in this step (a whole prompt, a prefill chunk, or 1 when decoding)."""
     needs_logits: bool = True
-    """Whether the last token of the chunk needs next-token logits (false for inner prefill
-    chunks)."""
+    """Whether the chunk's last token needs logits (false for inner prefill chunks)."""
     adapter: str | None = None
-    """The LoRA adapter the model applies to this chunk's rows (``SamplingParams.adapter``);
-    ``None``: the base model. Chunks of different adapters share one batch."""
+    """The LoRA adapter for this chunk's rows (``None``: base); adapters share one batch."""
     num_logits: int = 1
-    """With ``needs_logits``: how many of the chunk's last tokens get a logits row (``1 + k``
-    when a decode row carries ``k`` speculative draft tokens to verify)."""
+    """How many of the chunk's last tokens get logits (``1 + k`` with ``k`` drafts)."""
 
 
 @dataclass(slots=True)

@@ -19,12 +19,7 @@ KINDS = ("json_object", "json_schema", "regex", "choice", "grammar")
 
 @dataclass(slots=True, eq=False)
 class ConstraintSpec:
-    """What a request's output must match.
-
-    ``value`` by kind: ``json_object`` -> ``None``; ``json_schema`` -> the schema ``dict``;
-    ``regex`` -> a pattern ``str``; ``choice`` -> a ``list[str]`` (output is exactly one);
-    ``grammar`` -> a grammar ``str`` (EBNF/GBNF/Lark, as the compiler documents).
-    """
+    """What a request's output must match; ``value`` per kind: docs/plugins/interfaces.md."""
 
     kind: str
     value: Any = None
@@ -47,8 +42,7 @@ class Constraint(ABC):
     @abstractmethod
     def allowed_tokens(self, mask_out: torch.Tensor) -> bool:
         """Write the allowed next tokens into ``mask_out`` (``int32 [mask_words(V)]``, zeroed)
-        and return ``True``; or return ``False`` when every token is allowed this step (a lazy
-        constraint not triggered yet), so the sampler skips the mask."""
+        and return ``True``, or ``False`` when every token is allowed this step."""
 
     @abstractmethod
     def accept(self, token_id: int) -> bool:
@@ -65,8 +59,7 @@ class CompiledConstraint(ABC):
 
     @abstractmethod
     def new_constraint(self, max_tokens: int | None = None) -> Constraint:
-        """A fresh matcher at the start state; ``max_tokens`` (the choice's token budget, if
-        any) lets it steer towards closing the output before the budget runs out."""
+        """A fresh matcher; ``max_tokens`` lets it close the output before the budget ends."""
 
 
 class ConstraintCompiler(ABC):
@@ -109,9 +102,8 @@ def _compiler(name: str | None, tokenizer: Tokenizer, vocab_size: int,
 
 def compile_constraint(spec: ConstraintSpec, tokenizer: Tokenizer,
                        vocab_size: int) -> CompiledConstraint:
-    """Compile ``spec`` with the chosen compiler (built once per tokenizer) and remember the
-    result in ``spec.compiled``. Raises ``InvalidRequest`` for unknown kinds and whatever the
-    compiler refuses."""
+    """Compile ``spec`` (compiler built once per tokenizer) into ``spec.compiled``;
+    ``InvalidRequest`` for unknown kinds and what the compiler refuses."""
     from forge_kernel.errors import InvalidRequest
 
     if spec.compiled is not None:

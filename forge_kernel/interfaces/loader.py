@@ -19,9 +19,8 @@ if TYPE_CHECKING:
 
 @dataclass(slots=True)
 class ModelConfig:
-    """Architecture-neutral hyperparameters. Architecture-specific values live in ``extra``
-    (for Gemma 3: ``sliding_window``, ``sliding_window_pattern``, ``rope_local_theta``,
-    ``query_pre_attn_scalar``, ``final_logit_softcapping``, ...)."""
+    """Architecture-neutral hyperparameters; architecture-specific ones (Gemma 3's
+    ``sliding_window``, ...) live in ``extra``."""
 
     architecture: str
     vocab_size: int
@@ -41,12 +40,8 @@ class ModelConfig:
 
 @dataclass(slots=True)
 class WeightTensor:
-    """One tensor of a model file, still in its stored (possibly quantized) form.
-
-    ``data`` is the raw storage, usually memory-mapped: a typed array for float types, a
-    ``uint8`` array of quantized blocks otherwise. ``qtype`` is the GGML type name (``F32``,
-    ``F16``, ``BF16``, ``Q8_0``, ``Q4_K``, ...). ``shape`` is the logical shape in torch order.
-    """
+    """One tensor as stored: ``data`` (often memory-mapped; ``uint8`` blocks when quantized),
+    ``qtype`` the GGML type name (``F16``, ``Q4_K``...), ``shape`` logical, in torch order."""
 
     name: str
     shape: tuple[int, ...]
@@ -64,8 +59,7 @@ class WeightTensor:
         return int(self.data.nbytes)
 
     def storage_key(self) -> tuple:
-        """Identity of the stored bytes, so that a backend gives a tied embedding and LM head
-        (one tensor, or two views of one array) a single prepared copy."""
+        """Identity of the stored bytes (a tied embedding and LM head get one prepared copy)."""
         try:
             address = self.data.__array_interface__["data"][0]
         except (AttributeError, KeyError, TypeError):
@@ -83,8 +77,7 @@ class ModelSource:
     tokenizer: Tokenizer
     tensors: Mapping[str, WeightTensor]
     metadata: dict[str, Any] = field(default_factory=dict)
-    """Human-facing facts: ``name``, ``license``, ``quantization`` (type -> tensor count),
-    ``parameters``, ``generation`` (default sampling values), ``chat_template``."""
+    """``name``, ``license``, ``quantization``, ``parameters``, ``generation``, chat template."""
 
     def tensor(self, name: str) -> WeightTensor:
         """The tensor ``name``; a :class:`KeyError` names the missing tensor and the file."""
@@ -98,8 +91,7 @@ class ModelSource:
 
 
 def tensor_summary(tensors: Mapping[str, WeightTensor]) -> dict[str, Any]:
-    """The ``quantization`` (type -> ``count``, ``bytes``) and ``parameters`` entries of
-    :attr:`ModelSource.metadata`, which every loader reports the same way."""
+    """:attr:`ModelSource.metadata`'s ``quantization`` (type -> count, bytes) and ``parameters``."""
     quant: dict[str, dict[str, int]] = {}
     for t in tensors.values():
         entry = quant.setdefault(t.qtype, {"count": 0, "bytes": 0})
@@ -120,6 +112,4 @@ class WeightLoader(ABC):
 
     @abstractmethod
     def load(self, path: Path) -> ModelSource:
-        """Open ``path``. Raises :class:`forge_kernel.errors.ModelFormatError` naming the file
-        and the problem for truncated files, wrong magic, unsupported tensor types, unknown
-        architectures or a missing tokenizer."""
+        """Open ``path``; :class:`~forge_kernel.errors.ModelFormatError` names file and problem."""

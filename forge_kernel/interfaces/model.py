@@ -24,14 +24,9 @@ class CausalLM(ABC):
 
     @abstractmethod
     def forward(self, batch: ForwardBatch, kv_cache: KVCache) -> torch.Tensor:
-        """Run ``batch``, writing its keys/values into ``kv_cache``.
-
-        Returns float32 logits ``[sum of num_logits of the chunks with needs_logits,
-        vocab_size]``: in batch order, each such chunk's last ``num_logits`` tokens (1, or
-        ``1 + k`` for a decode row carrying ``k`` speculative drafts).
-        """
+        """Run ``batch`` (KV written into ``kv_cache``); float32 logits ``[sum of num_logits
+        of chunks with needs_logits, vocab_size]`` in batch order."""
 
     def embed(self, batch: ForwardBatch, kv_cache: KVCache) -> torch.Tensor:
-        """Mean-pooled final hidden states ``[num_chunks, hidden_size]`` (for embeddings).
-        Optional: architectures that cannot embed raise :class:`NotImplementedError`."""
+        """Mean-pooled final hidden states ``[num_chunks, hidden_size]``; optional."""
         raise NotImplementedError(f"{type(self).__name__} does not produce embeddings")

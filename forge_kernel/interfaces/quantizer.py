@@ -27,8 +27,7 @@ class Quantizer(ABC):
 
     name: str
     types: tuple[str, ...]
-    """Target types this quantizer writes (``Q4_0``, ``Q8_0``, ...); may be empty for a
-    quantizer driven only by ``bpw``."""
+    """Target types it writes (``Q4_0``, ...); empty for one driven only by ``bpw``."""
     options: frozenset[str] = frozenset()
     """Which of :data:`OPTIONS` this quantizer accepts."""
 
@@ -48,8 +47,7 @@ class Quantizer(ABC):
         return given
 
     def report(self) -> str | None:
-        """Lines about the last :meth:`quantize` run that ``forge quantize`` prints after its
-        own summary (e.g. the bits per weight of the quantized layers alone); ``None``: none."""
+        """Extra lines ``forge quantize`` prints about the last run; ``None``: none."""
         return None
 
     @abstractmethod
@@ -61,7 +59,5 @@ class Quantizer(ABC):
         progress: Callable[[int, int], None] | None = None,
         **options: Any,
     ) -> Path:
-        """Write ``source`` (a loaded :class:`ModelSource`, or the path of a model a quantizer
-        reads itself) quantized to ``qtype`` at ``output`` and return the written path (a file
-        or a directory). ``progress(done, total)`` is called per tensor. Unknown ``qtype``:
-        ``ValueError``; unsupported option: :class:`QuantizerOptionError`."""
+        """Write ``source`` (loaded, or a path) quantized to ``qtype`` at ``output``; returns
+        the written path. ``progress(done, total)`` per tensor; bad ``qtype``: ``ValueError``."""
