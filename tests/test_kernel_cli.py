@@ -96,12 +96,6 @@ def test_missing_feature_plugin_names_what_to_install(forge_cli, command: str) -
     assert f"pip install {dist}" in result.stderr
 
 
-def test_run_without_backend_plugin_names_what_to_install(forge_cli) -> None:
-    result = forge_cli("run", "hello there")
-    assert result.exit_code != 0 and result.exception is None
-    assert "pip install forge-plugin-cpu" in result.stderr
-
-
 @pytest.fixture(scope="module")
 def kernel_only(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     """A site where only forge-kernel (and its dependencies) is installed."""
@@ -120,7 +114,7 @@ def test_kernel_only_environment(kernel_only: list[Path], tmp_path: Path) -> Non
     assert "no plugins installed" in forge("plugins").stdout
     assert forge("--version").stdout == "forge-kernel 0.1.0\n"
     for args, dist in [(("serve",), "forge-plugin-openai"), (("keys", "list"), "forge-plugin-auth"),
-                       (("run", "hi"), "forge-plugin-cpu")]:
+                       (("run", "hi"), "forge-plugin-run")]:
         result = forge(*args)
         assert result.returncode != 0, args
         assert f"pip install {dist}" in result.stderr, args
@@ -163,27 +157,6 @@ def test_importing_the_cli_never_imports_torch() -> None:
     imported = [line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()]
     assert "forge_kernel.cli" in imported
     assert not [name for name in imported if name.split(".")[0] == "torch"]
-
-
-def test_run_honours_the_config_file(tmp_path: Path) -> None:
-    """`forge run` reads the same configuration as `forge serve`: the file's model and engine
-    settings apply, flags override them."""
-    testing = pytest.importorskip("forge_plugin_models.testing")
-    model = testing.write_gguf(testing.make_hf("llama"), tmp_path / "tiny-llama.gguf")
-    config = tmp_path / "forge.toml"
-    config.write_text(f'model = "{model}"\nkv_cache = "no-such-cache"\nthreads = 1\n')
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("FORGE_")},
-           "FORGE_CONFIG": str(config), "FORGE_HOME": str(tmp_path / "home")}
-
-    def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "forge_kernel", "run", *args], env=env,
-                              capture_output=True, text=True, timeout=300)
-
-    refused = run("Hello", "--max-tokens", "2")  # model and kv_cache from the file
-    assert refused.returncode == 1 and "no-such-cache" in refused.stderr, refused.stderr
-    ok = run("Hello", "--max-tokens", "2", "--kv-cache", "naive", "--verbose")
-    assert ok.returncode == 0, ok.stderr
-    assert "eval count:           1 token(s)" in ok.stderr  # 2 tokens: 1 after the prefill
 
 
 def test_feature_plugins_name_distributions_of_this_repository() -> None:

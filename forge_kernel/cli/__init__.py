@@ -12,13 +12,13 @@ import click
 from forge_kernel import __version__
 
 BUILTIN_COMMANDS = {
-    "run": "forge_kernel.cli.run:run_command",
     "serve": "forge_kernel.cli.serve:serve_command",
     "plugins": "forge_kernel.cli.plugins_cmd:plugins_command",
     "config": "forge_kernel.cli.config_cmd:config_command",
 }
 _STORE = "forge-plugin-store"
 FEATURE_PLUGINS = {
+    "run": ("forge-plugin-run", "Generate text with a model, or chat with it."),
     "pull": (_STORE, "Add a model to the local store (path, built-in name, Hugging Face)."),
     "list": (_STORE, "List stored models."),
     "show": (_STORE, "Show a model's architecture, tokenizer and chat template."),

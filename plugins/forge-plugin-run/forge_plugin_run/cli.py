@@ -1,5 +1,8 @@
-"""``forge run``: generate once, or chat interactively; only generated text goes to a
-non-terminal stdout (docs/architecture.md)."""
+"""``forge run``: generate from a model once, or chat with it interactively.
+
+Output discipline (as ``ollama run``): when stdout is not a terminal only generated text goes to
+stdout; everything else (loading messages, ``--verbose`` statistics) goes to stderr.
+"""
 
 from __future__ import annotations
 
