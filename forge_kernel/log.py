@@ -13,8 +13,7 @@ import structlog
 _SECRET_KEY = re.compile(
     r"api_?key|authorization|password|passwd|secret|cookie|credential"
     r"|(^|_)(access_|auth_|refresh_|bearer_|id_)?token$")
-"""Keys whose values are secrets (``api_key``, ``X-API-Key``, ``Authorization``, ``hf_token``),
-but not counters such as ``max_tokens`` or ``token_ids``."""
+"""Secret keys (``api_key``, ``Authorization``, ``hf_token``), not ``max_tokens``/``token_ids``."""
 _BEARER = re.compile(r"\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]+", re.IGNORECASE)
 
 
@@ -38,8 +37,7 @@ def _scrub(value: Any) -> Any:
 
 
 def _redact(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
-    """Never let a secret reach a log line, whoever passed it: secret-named fields (also inside
-    nested headers), and ``Bearer <token>`` credentials inside any text."""
+    """Mask secret-named fields (also in nested headers) and ``Bearer`` tokens in any text."""
     for key, value in event.items():
         event[key] = "***" if is_secret_key(key) else _scrub(value)
     return event

@@ -1,6 +1,5 @@
-"""Path -> runnable model through the installed plugins: :func:`open_model_source` picks a
-weight loader (``can_load`` sniffing, or ``--loader NAME``), :func:`build_causal_lm` the
-architecture the file's config names. Both run once per model load, never per token."""
+"""Path -> runnable model through the installed plugins: a weight loader, then the architecture
+the file's config names (once per model load)."""
 
 from __future__ import annotations
 
@@ -22,10 +21,8 @@ ARCHITECTURE_PLUGIN = "forge-plugin-models"
 
 
 def open_model_source(path: Path | str, loader: str | None = None) -> ModelSource:
-    """Open ``path`` with the named ``loader`` or the first installed one whose ``can_load``
-    accepts it. Raises :class:`ModelFormatError` (naming the file) when the path is missing or
-    no loader recognizes it, :class:`MissingPluginError` when no loader plugin is installed,
-    :class:`UnknownImplementationError` for an unknown ``loader`` name."""
+    """Open ``path`` with ``loader`` or the first loader whose ``can_load`` accepts it;
+    ``ModelFormatError`` (naming the file) or ``MissingPluginError`` when none can."""
     path = Path(path)
     registry = get_host().registry
     if loader is not None:
@@ -50,9 +47,7 @@ def open_model_source(path: Path | str, loader: str | None = None) -> ModelSourc
 
 
 def build_causal_lm(source: ModelSource, backend: Backend) -> CausalLM:
-    """Build the architecture ``source.config.architecture`` names on ``backend``; a
-    :class:`ModelFormatError` names the file, the architecture and the installed ones when no
-    plugin provides it."""
+    """Build ``source.config.architecture`` on ``backend`` (``ModelFormatError`` if unknown)."""
     arch = source.config.architecture
     registry = get_host().registry
     try:

@@ -37,8 +37,8 @@ class ServerContext:
 
 
 def build_app(context: ServerContext) -> Any:
-    """A FastAPI app with every registered endpoint, wrapped in every middleware (lowest
-    ``order`` outermost), so auth and metrics also cover routes other plugins add."""
+    """A FastAPI app with every endpoint, wrapped in every middleware (lowest ``order``
+    outermost), so auth and metrics also cover routes other plugins add."""
     from fastapi import FastAPI
 
     from forge_kernel import __version__
@@ -68,8 +68,7 @@ def _say(message: str) -> None:
 
 
 def check_servable(host: Any) -> None:
-    """Say what to install when nothing could be served: no endpoint plugin, no compute
-    backend, or no FastAPI/uvicorn."""
+    """Say what to install when there is no endpoint plugin, compute backend or FastAPI."""
     from forge_kernel.engine.config import require_backend
 
     if not host.registry.names("endpoint"):
@@ -146,9 +145,8 @@ def _shutdown_hooks(host: Any, context: ServerContext) -> None:
 
 
 def _graceful_server(engine: Any, config: Any) -> Any:
-    """A uvicorn server that on SIGTERM/SIGINT aborts every in-flight request (streams end with
-    ``finish_reason="abort"``) and returns instead of re-raising the signal, so shutdown hooks
-    run and the process exits 0. A second SIGINT forces the exit."""
+    """A uvicorn server that on SIGTERM/SIGINT aborts in-flight requests and returns (so
+    shutdown hooks run, exit 0); a second SIGINT forces the exit."""
     import uvicorn
 
     class GracefulServer(uvicorn.Server):

@@ -10,8 +10,7 @@ import click
 
 
 def _provides(status) -> list[str]:  # noqa: ANN001 - a PluginStatus
-    """Kinds it registered, then its other hooks (``commands``, ``config_sections``,
-    ``startup``, ...)."""
+    """Kinds it registered, then its other hooks (``commands``, ``startup``, ...)."""
     from forge_kernel.registry import KINDS
 
     kind_hooks = set(KINDS.values())
@@ -21,9 +20,8 @@ def _provides(status) -> list[str]:  # noqa: ANN001 - a PluginStatus
 
 
 def backend_availability(registry) -> dict[str, list[dict]]:  # noqa: ANN001 - a Registry
-    """Plugin name -> ``[{"name", "available", "reason"}]`` for every registered backend whose
-    factory offers ``factory.availability() -> (ok, reason)`` (GPU backends do; a factory
-    without it is not listed). A check that raises counts as unavailable, with the error."""
+    """Plugin name -> ``[{"name", "available", "reason"}]`` for each backend whose factory has
+    ``availability() -> (ok, reason)``; a check that raises counts as unavailable."""
     found: dict[str, list[dict]] = {}
     for impl in registry.implementations("backend"):
         check = getattr(impl.factory, "availability", None)

@@ -12,14 +12,11 @@ MAX_SCORES = 1 << 22
 def grouped_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, first_pos: int, *,
                       scale: float, key_pos0: int = 0, sliding_window: int | None = None,
                       logit_softcap: float | None = None) -> torch.Tensor:
-    """Queries ``q [n, H, D]`` at positions ``first_pos .. first_pos + n - 1`` over one
-    sequence's keys and values ``[S, KV, D]`` at positions ``key_pos0 .. first_pos + n - 1``.
-    Returns ``[n, H, D]`` in ``v``'s dtype (softmax in float32).
-
-    Query heads are grouped by kv head so K and V are read once per group (no repeat), in query
-    blocks of at most :data:`MAX_SCORES` scores. On CPU this beats SDPA, whose GQA expansion
-    made single-query decode ~10x slower at a few hundred keys.
-    """
+    """Queries ``q [n, H, D]`` at positions ``first_pos ..`` over one sequence's keys and values
+    ``[S, KV, D]`` at positions ``key_pos0 .. first_pos + n - 1``; returns ``[n, H, D]`` in
+    ``v``'s dtype (softmax in float32)."""
+    # Query heads grouped by kv head read K and V once per group (no repeat), in blocks of at
+    # most MAX_SCORES scores: on CPU SDPA's GQA expansion made decode ~10x slower.
     n, heads, dim = q.shape
     if sliding_window is not None:  # keys older than the first query's window: seen by none
         lo = max(key_pos0, first_pos - sliding_window + 1)

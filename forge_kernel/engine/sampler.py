@@ -113,13 +113,10 @@ class _Masked:
 
 def _masked_logits(logits: torch.Tensor, rows: Sequence[SamplingRow],
                    constrained: list[int]) -> _Masked:
-    """Each constrained row's logits with the tokens its constraint forbids set to ``-inf``
-    (new tensors: the raw logits stay intact for logprobs). One bitmask fill per row, then
-    one vectorized unpack for all of them.
-
-    In numpy, not torch: these are a few small single-threaded passes, and on a busy machine
-    every torch op here paid its OpenMP team's wake-up (8 constrained rows: 176 ms -> a few
-    ms per step, see docs/structured-output.md)."""
+    """Each constrained row's logits with forbidden tokens ``-inf`` (new tensors: raw logits stay
+    for logprobs); one bitmask fill per row, one vectorized unpack for all."""
+    # numpy, not torch: every torch op here paid its OpenMP team's wake-up on a busy machine
+    # (8 constrained rows: 176 ms -> a few ms per step, docs/structured-output.md).
     vocab = logits.shape[1]
     words = np.zeros((len(constrained), mask_words(vocab)), dtype=np.int32)
     rows_words = torch.from_numpy(words)  # the Constraint API fills torch views of it

@@ -30,11 +30,8 @@ def held_suffix_length(text: str, stops: Sequence[str]) -> int:
 
 
 class StopChecker:
-    """Feeds one sequence's tokens through its detokenizer and decides when it ends.
-
-    ``max_tokens`` is the most output tokens allowed (already capped by the context length by
-    the engine); ``length_reason`` is the finish reason once it is reached.
-    """
+    """Feeds one sequence's tokens through its detokenizer and decides when it ends
+    (``max_tokens``: the output budget, already capped by the context length)."""
 
     def __init__(self, detokenizer: IncrementalDetokenizer, *, stop: Sequence[str] = (),
                  stop_token_ids: Sequence[int] = (), eos_ids: frozenset[int] = frozenset(),

@@ -18,8 +18,8 @@ class Tokenizer(ABC):
 
     @abstractmethod
     def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
-        """Token ids of ``text``; with ``add_special_tokens`` a BOS is prepended when the model
-        expects one. Special-token strings in ``text`` (``<start_of_turn>``) map to their ids."""
+        """Token ids of ``text`` (BOS prepended if ``add_special_tokens`` and the model wants
+        one); special-token strings such as ``<start_of_turn>`` map to their ids."""
 
     @abstractmethod
     def decode(self, ids: Sequence[int], skip_special_tokens: bool = True) -> str:
@@ -41,8 +41,7 @@ class Tokenizer(ABC):
     def apply_chat_template(
         self, messages: list[dict[str, Any]], add_generation_prompt: bool = True, **kwargs: Any
     ) -> str:
-        """Render ``messages`` with the model's chat template (jinja2), or a documented fallback
-        when the model has none."""
+        """Render ``messages`` with the model's chat template (or a documented fallback)."""
 
 
 class IncrementalDetokenizer(ABC):
@@ -50,8 +49,7 @@ class IncrementalDetokenizer(ABC):
 
     @abstractmethod
     def add(self, token_id: int) -> str:
-        """Feed one token; return the newly completed text (may be empty while a multi-byte
-        character is still incomplete)."""
+        """Feed one token; return the newly completed text (empty mid-character)."""
 
     @abstractmethod
     def flush(self) -> str:
