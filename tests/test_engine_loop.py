@@ -241,6 +241,10 @@ def test_invalid_requests_are_rejected_before_queueing(tiny):
         with pytest.raises(InvalidRequest):
             async for _ in aeng.generate("z", [1, 2], SamplingParams(top_p=2.0)):
                 pass
+        with pytest.raises(InvalidRequest) as info:  # endpoints validate before the headers
+            aeng.validate([1, 2], SamplingParams(min_tokens=-1), "messages")
+        assert info.value.param == "min_tokens"
+        aeng.validate([1, 2], SamplingParams())  # forwarded to the engine: a valid one passes
         await aeng.shutdown()
 
     asyncio.run(main())
