@@ -346,7 +346,8 @@ static PyObject *py_linear(PyObject *self, PyObject *const *args, Py_ssize_t nar
     const int64_t ng = n_groups(form, K);
     /* per token: K int8, per group 16 x (int32 corr, float scale, float min) */
     const size_t per_row = (size_t)K + (size_t)ng * 16 * 12;
-    size_t need = (size_t)T * per_row + (size_t)K * 5 + 64;
+    /* + per token the natural-order levels (K bytes) and block scales (K / 8 bytes) */
+    size_t need = (size_t)T * (per_row + (size_t)K + (size_t)K / 8) + 64;
     Py_BEGIN_ALLOW_THREADS
     if (need > scratch_cap) {
         free(scratch);
@@ -359,11 +360,12 @@ static PyObject *py_linear(PyObject *self, PyObject *const *args, Py_ssize_t nar
         float *xs = (float *)(xc + T * ng * 16);
         float *xm = xs + T * ng * 16;
         int8_t *xq = (int8_t *)(xm + T * ng * 16);
-        int8_t *tmp = xq + T * K; /* one row's natural-order levels and block scales */
-        float *d = (float *)(((uintptr_t)(tmp + K) + 63) & ~(uintptr_t)63);
+        int8_t *tmp = xq + T * K;
+        float *d = (float *)(((uintptr_t)(tmp + T * K) + 63) & ~(uintptr_t)63);
+#pragma omp parallel for schedule(static) num_threads(threads) if (T > 8)
         for (int64_t t = 0; t < T; t++)
             quantize_row(x + t * K, K, form, xq + t * K, xc + t * ng * 16, xs + t * ng * 16,
-                         xm + t * ng * 16, tmp, d);
+                         xm + t * ng * 16, tmp + t * K, d + t * (K / 32));
         gemm((const uint8_t *)(intptr_t)v[3], (const uint8_t *)(intptr_t)v[4], form, N, K, xq,
              xc, xs, xm, T, (float *)(intptr_t)v[7], threads);
     }
