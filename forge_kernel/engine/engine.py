@@ -150,12 +150,12 @@ class LLMEngine:
         try:
             while not done:
                 for event_rid, delta in self.step():
-                    if event_rid == rid:
-                        if isinstance(delta, RequestFailed):
-                            done = True
-                            raise delta
-                        done = done or delta.usage is not None
-                        yield delta
+                    if event_rid != rid:
+                        continue
+                    done = isinstance(delta, RequestFailed) or delta.usage is not None
+                    if isinstance(delta, RequestFailed):
+                        raise delta
+                    yield delta
         finally:
             if not done:
                 self.abort(rid)
