@@ -22,8 +22,7 @@ Register = Callable[[str, Callable[..., Any]], None]
 @hookspec
 def forge_register_backends(register: Register) -> None:
     """Compute backends (:class:`~forge_kernel.interfaces.backend.Backend`);
-    ``factory(threads=None)`` (plus ``device=`` when ``--device`` is given), chosen with
-    ``--backend`` (default ``cpu``)."""
+    ``factory(threads=None[, device=N])``, chosen with ``--backend`` (default ``cpu``)."""
 
 
 @hookspec
@@ -76,16 +75,14 @@ def forge_register_weight_loaders(register: Register) -> None:
 
 @hookspec
 def forge_register_constraint_compilers(register: Register) -> None:
-    """Structured-output compilers
-    (:class:`~forge_kernel.interfaces.constraint.ConstraintCompiler`);
+    """Structured output (:class:`~forge_kernel.interfaces.constraint.ConstraintCompiler`);
     ``factory(tokenizer, vocab_size)``, built once per model on the first constrained request."""
 
 
 @hookspec
 def forge_register_speculators(register: Register) -> None:
     """Speculative decoding (:class:`~forge_kernel.interfaces.speculator.Speculator`);
-    ``factory(config, *, model, tokenizer, backend, kv_cache)``, named by the method
-    ``--speculative`` starts with (``ngram``, ``draft:MODEL``)."""
+    ``factory(config, *, model, tokenizer, backend, kv_cache)``, named as ``--speculative``."""
 
 
 @hookspec
@@ -96,9 +93,8 @@ def forge_register_commands(cli: click.Group) -> None:
 
 @hookspec(firstresult=True)
 def forge_resolve_model(name: str) -> Path | None:
-    """The path of a model name that is not an existing path (the first non-``None`` answer
-    wins); ``None`` for a name you do not know, a :class:`~forge_kernel.errors.ForgeError` for
-    one you know but cannot provide."""
+    """The path of a model name that is no existing path (first non-``None`` answer wins);
+    ``None`` for a name you do not know, a ``ForgeError`` for one you cannot provide."""
 
 
 @hookspec
@@ -116,8 +112,7 @@ def forge_configure(config: ForgeConfig) -> None:
 @hookspec
 def forge_startup(context: Any) -> None:
     """Called with the :class:`~forge_kernel.server.ServerContext` before the server accepts
-    work; raise :class:`~forge_kernel.errors.StartupRefused` to refuse start (every
-    ``forge_shutdown`` then runs and ``forge serve`` exits non-zero)."""
+    work; raise ``StartupRefused`` to refuse (every ``forge_shutdown`` then runs, exit non-zero)."""
 
 
 @hookspec
