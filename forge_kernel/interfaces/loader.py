@@ -4,6 +4,7 @@ every loader converts to are in docs/plugins/interfaces.md."""
 from __future__ import annotations
 
 import math
+import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -65,6 +66,37 @@ class WeightTensor:
         except (AttributeError, KeyError, TypeError):
             address = id(self.data)
         return (self.name, self.qtype, tuple(self.shape), address)
+
+
+class PreparedWeights:
+    """A backend's prepared form of each stored tensor, so a tied embedding and LM head share one.
+
+    Holds neither the forms nor the sources: an entry lives while its form does, and one whose
+    source array died is never returned (its address may since hold another model's tensor)."""
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple, tuple[Callable[[], object], weakref.ref]] = {}
+
+    def get(self, weight: WeightTensor, variant: str = "") -> Any | None:
+        """The form put for this ``weight.data`` object (and ``variant``), else ``None``."""
+        entry = self._entries.get((*weight.storage_key(), variant))
+        if entry is None or entry[0]() is not weight.data:
+            return None
+        return entry[1]()
+
+    def put(self, weight: WeightTensor, prepared: Any, variant: str = "") -> None:
+        """Remember ``prepared`` (weak-referenceable) as the form of ``weight``."""
+        key = (*weight.storage_key(), variant)
+
+        def forget(ref: weakref.ref) -> None:
+            if self._entries.get(key, (None, None))[1] is ref:
+                del self._entries[key]
+
+        try:
+            source = weakref.ref(weight.data)
+        except TypeError:  # not weak-referenceable: hold it (it is the model's own storage)
+            source = lambda data=weight.data: data  # noqa: E731
+        self._entries[key] = (source, weakref.ref(prepared, forget))
 
 
 @dataclass(slots=True)

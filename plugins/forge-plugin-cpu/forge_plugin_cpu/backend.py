@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-import weakref
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from forge_kernel.interfaces.backend import Backend
+from forge_kernel.interfaces.loader import PreparedWeights
 from forge_plugin_cpu import layerops, ops_int8
 from forge_plugin_cpu.dequant import dequantize_fp32, dequantize_fp32_chunked
 from forge_plugin_cpu.memory import release_file_pages, trim_heap
@@ -54,7 +54,7 @@ class CpuBackend(Backend):
         if self.precision == "int8" and layerops.AVAILABLE:
             self.layer_ops = layerops.CpuLayerOps(self.threads)
         # Prepared matrices keyed by their storage, so a tied embedding / LM head shares memory.
-        self._prepared: weakref.WeakValueDictionary[Any, Any] = weakref.WeakValueDictionary()
+        self._prepared = PreparedWeights()
 
     @classmethod
     def availability(cls) -> tuple[bool, str]:
@@ -115,8 +115,11 @@ class CpuBackend(Backend):
 
     def describe(self) -> str:
         if self.precision == "int8":
-            how = "AVX512-VNNI int8 x int8" if ops_int8.VNNI else "numba int8 x float32"
-            kernels = f"int8 weights (32/16-column blocks), {how} for every row count"
+            if ops_int8.VNNI:
+                how = "GGUF blocks kept native (Q8_0/Q5_0/Q4_K/Q6_K), AVX512-VNNI int8 x int8"
+            else:
+                how = "int8 weights (32/16-column blocks), numba int8 x float32"
+            kernels = f"{how} for every row count"
         else:
             kernels = "float32 weights, F.linear"
         if self.layer_ops is not None:
@@ -126,15 +129,14 @@ class CpuBackend(Backend):
     def _matrix(self, weight: WeightTensor, packed: bool = False) -> Any:
         """The prepared form of a matrix, shared by every op built from the same storage
         (``packed``: a 5-bit form is acceptable, as for products but not embedding lookups)."""
-        key = weight.storage_key()
-        found = self._prepared.get(key)
+        variant = ""
+        found = self._prepared.get(weight)
         if found is not None and isinstance(found, Q5Matrix) and not packed:
-            found = None  # rare: a Q5_0 table used as embedding after a product
-            key = (*key, "int8")
-            found = self._prepared.get(key)
+            variant = "int8"  # rare: a Q5_0 table used as embedding after a product
+            found = self._prepared.get(weight, variant)
         if found is None:
             found = self._convert(weight, packed)
-            self._prepared[key] = found
+            self._prepared.put(weight, found, variant)
             release_file_pages(weight.data)
             trim_heap()
         return found

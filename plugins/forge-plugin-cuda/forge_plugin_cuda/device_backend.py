@@ -9,12 +9,12 @@ itself.
 
 from __future__ import annotations
 
-import weakref
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import torch
 
 from forge_kernel.interfaces.backend import Backend
+from forge_kernel.interfaces.loader import PreparedWeights
 from forge_plugin_cuda.availability import BackendUnavailable
 from forge_plugin_cuda.ops import DeviceEmbedding, DeviceLinear
 from forge_plugin_cuda.weights import parse_dtype, to_device_dense, to_device_matrix
@@ -45,8 +45,7 @@ class TorchDeviceBackend(Backend):
         self.device = str(device)
         self._dtype = parse_dtype(dtype, self.default_dtype)
         # Prepared matrices by storage: a tied embedding and LM head share one device copy.
-        self._prepared: weakref.WeakValueDictionary[Any, torch.Tensor] = \
-            weakref.WeakValueDictionary()
+        self._prepared = PreparedWeights()
         self.weight_bytes = 0
         """Bytes of prepared matrices on the device (for the banner and memory planning)."""
 
@@ -81,12 +80,11 @@ class TorchDeviceBackend(Backend):
                 f"GGUF dequantized at load), torch GEMMs")
 
     def _matrix(self, weight: WeightTensor) -> torch.Tensor:
-        key = weight.storage_key()
-        found = self._prepared.get(key)
+        found = self._prepared.get(weight)
         if found is None:
             found = self._guard(lambda: to_device_matrix(weight, self._dtype, self.device),
                                 weight)
-            self._prepared[key] = found
+            self._prepared.put(weight, found)
             self.weight_bytes += found.numel() * found.element_size()
         return found
 
