@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from forge_plugin_cpu.dequant import iter_row_chunks
+from forge_plugin_cpu.dequant import CHUNK_ELEMENTS, iter_row_chunks
+from forge_plugin_cpu.memory import release_file_pages
 
 if TYPE_CHECKING:
     from forge_kernel.interfaces.loader import WeightTensor
@@ -146,6 +147,8 @@ def _lossless(weight: WeightTensor, spec) -> Int8Matrix:
     groups = cols >> shift
     q = torch.empty((rows, cols), dtype=torch.int8)
     scale = torch.empty((rows, groups), dtype=scale_dtype(shift))
+    if weight.qtype == "Q8_0":
+        return _q8_0_levels(weight, q, scale)
     for begin, end, block in iter_row_chunks(weight):
         s = _block_scales(weight.data[begin:end], spec)  # [rows, groups] float32
         scale[begin:end] = s  # float16 for 32-column groups: exact, s is the blocks' float16 d
@@ -156,3 +159,23 @@ def _lossless(weight: WeightTensor, spec) -> Int8Matrix:
                 f"tensor {weight.name!r}: {weight.qtype} block levels out of int8 range")
         q[begin:end] = levels.view(end - begin, cols).to(torch.int8)
     return Int8Matrix(q, scale, shift)
+
+
+def _q8_0_levels(weight: WeightTensor, q: torch.Tensor, scale: torch.Tensor) -> Int8Matrix:
+    """Q8_0's levels are its blocks' own int8 bytes: copied a chunk of rows at a time, with no
+    float32 round trip (the tied 168 M-weight table otherwise peaks ~90 MB higher at load)."""
+    rows, cols = weight.shape
+    groups = cols // 32
+    levels, scales = q.numpy(), scale.numpy()  # [rows, cols] int8, [rows, groups] float16
+    step = max(1, CHUNK_ELEMENTS // cols)
+    for begin in range(0, rows, step):
+        end = min(rows, begin + step)
+        raw = np.asarray(weight.data[begin:end]).reshape(end - begin, groups, 34)
+        scales[begin:end] = np.ascontiguousarray(raw[:, :, :2]).view(np.float16)[:, :, 0]
+        block = np.ascontiguousarray(raw[:, :, 2:]).view(np.int8)  # [n, groups, 32]
+        if (block == -128).any():
+            raise ValueError(
+                f"tensor {weight.name!r}: Q8_0 block levels out of int8 range")
+        levels[begin:end] = block.reshape(end - begin, cols)
+        release_file_pages(weight.data[begin:end])
+    return Int8Matrix(q, scale, GROUP_SHIFT)

@@ -174,3 +174,16 @@ def test_q5_0_stays_5_bit_and_matches_the_int8_form():
     assert torch.equal(fused(x), torch.cat([backend.linear(w)(x) for w in mixed], dim=1))
     table = backend.embedding(weight)  # a product-first Q5_0 table still looks rows up exactly
     assert torch.equal(table(torch.tensor([3, 7])), weight.dequantize()[[3, 7]])
+
+
+def test_q8_0_levels_are_copied_from_the_blocks_exactly():
+    from forge_plugin_cpu.quantize import to_int8
+
+    weight = random_weight("Q8_0", (70, 256), seed=5)
+    m = to_int8(weight)
+    assert torch.equal(m.q.float() * m.scale.float().repeat_interleave(32, 1), weight.dequantize())
+    assert m.scale.dtype == torch.float16 and m.shift == 5
+    raw = np.array(weight.data)
+    raw[3, 2] = 0x80  # a level of -128: not symmetric int8
+    with pytest.raises(ValueError, match="out of int8 range"):
+        to_int8(dataclasses.replace(weight, data=raw))
