@@ -1,7 +1,8 @@
 """Prefill / decode throughput, peak RSS and roofline of forge's CPU backend vs llama.cpp.
 
     python benchmarks/bench_decode.py [--model PATH] [--threads 2] [--precision int8|exact]
-                                      [--prompt 512] [--gen 128] [--repeat 3] [--profile]
+                                      [--kv-cache paged] [--prompt 512] [--gen 128] [--repeat 3]
+                                      [--profile]
                                       [--no-peer] [--rss-stages]
 
 Each of the ``--repeat`` rounds runs forge's pp/tg and then ``llama-bench -r 1`` back to back, so
@@ -225,6 +226,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--model", type=Path)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--precision", default="int8", choices=["int8", "exact"])
+    ap.add_argument("--kv-cache", default="paged",
+                    help="KV-cache plugin (default: paged, what forge serve/run use)")
     ap.add_argument("--prompt", type=int, default=512)
     ap.add_argument("--gen", type=int, default=128)
     ap.add_argument("--repeat", type=int, default=3)
@@ -248,7 +251,7 @@ def main(argv: list[str] | None = None) -> None:
 
     spec = model.kv_cache_spec()
     make_kv = lambda: host.registry.create(  # noqa: E731
-        "kv_cache", "naive", spec, KVCacheConfig(memory_budget_bytes=64 << 20))
+        "kv_cache", args.kv_cache, spec, KVCacheConfig(memory_budget_bytes=64 << 20))
     run(model, make_kv, 16, 4, seed=0)  # warm-up: numba/oneDNN kernels, allocator
     stages.mark("warm-up (16 + 4 tokens)")
     prefill, decode, decode_ctx, peers = [], [], [], []
