@@ -44,14 +44,13 @@ def kernel_for(head_dim: int) -> str:
 def paged_decode(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
                  tables: np.ndarray, lens: np.ndarray, *, scale: float,
                  sliding_window: int | None, logit_softcap: float | None,
-                 parallel: bool | None = None, out: torch.Tensor | None = None) -> torch.Tensor:
+                 parallel: bool | None = None) -> torch.Tensor:
     """Single-token attention for ``B`` sequences: ``q [B, H, D]`` float32 over the blocks of
     ``k_cache``/``v_cache [num_blocks, block_size, KV, D]`` (float32, contiguous) listed in
     ``tables [B, M]`` (int32), the first ``lens[b]`` (int32) positions of each (the query is at
     position ``lens[b] - 1``). ``parallel`` forces the threaded (at least 2 threads) or the
     serial kernel (both give bit-identical rows); ``None`` uses torch's thread count when the
-    step has enough work. ``out`` (``[B, H, D]`` float32, contiguous) receives the result.
-    Returns ``[B, H, D]``."""
+    step has enough work. Returns ``[B, H, D]``."""
     batch, heads, dim = q.shape
     if k_cache.dtype != torch.float32 or v_cache.dtype != torch.float32 \
             or q.dtype != torch.float32:
@@ -65,16 +64,12 @@ def paged_decode(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
     if kernel_for(dim) == "numba":
         from forge_plugin_kv_paged.attention_numba import paged_decode_numba
 
-        res = paged_decode_numba(q, k_cache, v_cache, tables, lens, scale=scale, window=window,
-                                 softcap=float(logit_softcap or 0.0), parallel=parallel)
-        return res if out is None else out.copy_(res)
+        return paged_decode_numba(q, k_cache, v_cache, tables, lens, scale=scale, window=window,
+                                  softcap=float(logit_softcap or 0.0), parallel=parallel)
     if not (k_cache.is_contiguous() and v_cache.is_contiguous()):
         raise ValueError("paged_decode: the key/value cache must be contiguous")
     q = q.contiguous()
-    if out is None:
-        out = torch.empty_like(q)
-    elif out.shape != q.shape or out.dtype != torch.float32 or not out.is_contiguous():
-        raise ValueError(f"paged_decode: out must be a contiguous float32 {tuple(q.shape)}")
+    out = torch.empty_like(q)
     threads = 1 if parallel is False else torch.get_num_threads()
     if parallel:
         threads = max(2, threads)
