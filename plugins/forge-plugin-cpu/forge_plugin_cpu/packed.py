@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from forge_plugin_cpu.quantize import GROUP_SHIFT, Int8Matrix, concat_rows, to_int8
+from forge_plugin_cpu.quantize import GROUP_SHIFT, Int8Matrix, concat_rows, stored_blocks, to_int8
 
 if TYPE_CHECKING:
     from forge_kernel.interfaces.loader import WeightTensor
@@ -230,11 +230,9 @@ def pack_q5(m: Int8Matrix) -> Q5Matrix | None:
 def pack_q4k(weight: WeightTensor) -> Q4KMatrix | None:
     """Q4_K blocks ``[rows, K / 256 * 144]`` in the kernel's form, exactly; None for other data."""
     rows, cols = weight.shape
-    data = weight.data
-    if weight.qtype != "Q4_K" or cols % 256 or getattr(data, "ndim", 0) != 2 or \
-            data.shape != (rows, cols // 256 * 144) or str(data.dtype) != "uint8":
+    blocks = stored_blocks(weight, 256, 144) if weight.qtype == "Q4_K" else None
+    if blocks is None:
         return None
-    blocks = np.asarray(data).reshape(rows, cols // 256, 144)
     d, dmin = blocks[:, :, 0:2], blocks[:, :, 2:4]
     s = blocks[:, :, 4:16].reshape(rows, -1, 3, 4)
     a, b, c = s[:, :, 0], s[:, :, 1], s[:, :, 2]  # as ggml's get_scale_min_k4
@@ -252,11 +250,10 @@ def pack_q4k(weight: WeightTensor) -> Q4KMatrix | None:
 def pack_q6k(weight: WeightTensor) -> Q6KMatrix | None:
     """Q6_K blocks ``[rows, K / 256 * 210]`` in the kernel's form, exactly; None for other data."""
     rows, cols = weight.shape
-    data = weight.data
-    if weight.qtype != "Q6_K" or cols % 256 or getattr(data, "ndim", 0) != 2 or \
-            data.shape != (rows, cols // 256 * 210) or str(data.dtype) != "uint8":
+    blocks = stored_blocks(weight, 256, 210) if weight.qtype == "Q6_K" else None
+    if blocks is None:
         return None
-    blocks = np.asarray(data).reshape(rows * (cols // 256), 210)
+    blocks = blocks.reshape(rows * (cols // 256), 210)
     ql = blocks[:, :128].reshape(-1, 2, 1, 64) >> np.array([0, 4], np.uint8)[:, None]
     qh = blocks[:, 128:192].reshape(-1, 2, 1, 32) >> np.array([0, 2, 4, 6], np.uint8)[:, None]
     u = (ql & 0x0F).reshape(-1, 256) | ((qh & 0x03).reshape(-1, 256) << 4)  # as ggml, natural

@@ -99,14 +99,21 @@ _LOSSLESS = {
 }
 
 
+def stored_blocks(weight: WeightTensor, block_cols: int, block_bytes: int) -> np.ndarray | None:
+    """``weight.data`` as raw blocks ``[rows, cols / block_cols, block_bytes]`` (a view) when it
+    is stored as ``uint8 [rows, row_bytes]`` in that block layout, else None."""
+    data = weight.data
+    rows, cols = weight.shape
+    if getattr(data, "ndim", 0) != 2 or cols % block_cols or str(data.dtype) != "uint8" or \
+            data.shape != (rows, cols // block_cols * block_bytes):
+        return None
+    return np.asarray(data).reshape(rows, cols // block_cols, block_bytes)
+
+
 def _lossless_spec(weight: WeightTensor):
     """The block layout of a lossless type when ``weight.data`` is ``[rows, row_bytes]``."""
     spec = _LOSSLESS.get(weight.qtype)
-    data = weight.data
-    rows, cols = weight.shape
-    if spec is None or getattr(data, "ndim", 0) != 2 or cols % spec[0]:
-        return None
-    if data.shape != (rows, cols // spec[0] * spec[1]) or str(data.dtype) != "uint8":
+    if spec is None or stored_blocks(weight, spec[0], spec[1]) is None:
         return None
     return spec
 

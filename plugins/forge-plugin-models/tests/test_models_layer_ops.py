@@ -23,7 +23,7 @@ def int8_backend(layer_ops: bool):
 
 
 @pytest.fixture
-def backends():  # fresh per test: prepared weights are cached per backend by storage address
+def backends():  # fresh per test: each build converts its own weights
     fused = int8_backend(True)
     if fused.layer_ops is None:
         pytest.skip("the cpu backend has no compiled layer ops here")
